@@ -1,0 +1,12 @@
+import eventlet
+
+eventlet.monkey_patch()
+
+from psycogreen.eventlet import patch_psycopg  # noqa: E402
+
+patch_psycopg()
+
+from services.accounts.service import AccountsService  # noqa: E402
+from services.common.runner import main  # noqa: E402
+
+main("accounts", [AccountsService])

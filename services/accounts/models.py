@@ -1,0 +1,113 @@
+"""Tables of the accounts service (schema ``accounts``)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.common.outbox import outbox_table
+
+SCHEMA = "accounts"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(schema=SCHEMA)
+
+
+outbox = outbox_table(Base.metadata)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str] = mapped_column(Text)
+    firstname: Mapped[str] = mapped_column(String(100), server_default="")
+    lastname: Mapped[str] = mapped_column(String(100), server_default="")
+    avatar: Mapped[str] = mapped_column(String(2000), server_default="")
+    about: Mapped[str] = mapped_column(String(1000), server_default="")
+    city: Mapped[str] = mapped_column(String(100), server_default="")
+    country: Mapped[str] = mapped_column(String(100), server_default="")
+    budget_cents: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    __table_args__ = (
+        # emails are compared case-insensitively: Bob@x and bob@x are one address
+        Index("users_email_lower_key", func.lower(text("email")), unique=True),
+        CheckConstraint("budget_cents IS NULL OR budget_cents >= 200", name="budget_minimum"),
+    )
+
+
+class OAuthClient(Base):
+    __tablename__ = "oauth_clients"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AccessToken(Base):
+    __tablename__ = "access_tokens"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # personal tokens are made by the user for themself; oauth tokens belong to a client application
+    kind: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"), nullable=True)
+    scopes: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(100), server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (CheckConstraint("kind IN ('personal', 'oauth')", name="token_kind"),)
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "authorization_codes"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    scopes: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # null while nobody has claimed the thing (flattred by URL before its creator joined)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(1000), server_default="")
+    category: Mapped[str] = mapped_column(String(16), server_default="rest")
+    language: Mapped[str] = mapped_column(String(8), server_default="en_GB")
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
+    hidden: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    image: Mapped[str] = mapped_column(String(2000), server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (
+        # a URL names one live thing; a deleted thing's URL can be registered again
+        Index("things_url_live_key", "url", unique=True, postgresql_where=text("deleted_at IS NULL")),
+        Index("things_tags_gin", "tags", postgresql_using="gin"),
+    )

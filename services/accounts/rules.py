@@ -1,0 +1,244 @@
+"""Domain rules of accounts and the things catalog: plain functions, no broker, no database."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from services.common.errors import InvalidParameters
+
+CATEGORIES = (
+    ("text", "Text"),
+    ("images", "Images"),
+    ("video", "Video"),
+    ("audio", "Audio"),
+    ("software", "Software"),
+    ("people", "People"),
+    ("rest", "Other"),
+)
+CATEGORY_IDS = frozenset(c for c, _ in CATEGORIES)
+
+LANGUAGES = (
+    ("sq_AL", "Albanian"), ("ar_DZ", "Arabic"), ("be_BY", "Belarusian"), ("bg_BG", "Bulgarian"),
+    ("ca_ES", "Catalan"), ("zh_CN", "Chinese"), ("hr_HR", "Croatian"), ("cs_CZ", "Czech"),
+    ("da_DK", "Danish"), ("nl_NL", "Dutch"), ("en_GB", "English"), ("et_EE", "Estonian"),
+    ("fi_FI", "Finnish"), ("fr_FR", "French"), ("de_DE", "German"), ("el_GR", "Greek"),
+    ("iw_IL", "Hebrew"), ("hi_IN", "Hindi"), ("hu_HU", "Hungarian"), ("is_IS", "Icelandic"),
+    ("in_ID", "Indonesian"), ("ga_IE", "Irish"), ("it_IT", "Italian"), ("ja_JP", "Japanese"),
+    ("ko_KR", "Korean"), ("lv_LV", "Latvian"), ("lt_LT", "Lithuanian"), ("mk_MK", "Macedonian"),
+    ("ms_MY", "Malay"), ("mt_MT", "Maltese"), ("no_NO", "Norwegian"), ("pl_PL", "Polish"),
+    ("pt_PT", "Portuguese"), ("ro_RO", "Romanian"), ("ru_RU", "Russian"), ("sr_RS", "Serbian"),
+    ("sk_SK", "Slovak"), ("sl_SI", "Slovenian"), ("es_ES", "Spanish"), ("sv_SE", "Swedish"),
+    ("th_TH", "Thai"), ("tr_TR", "Turkish"), ("uk_UA", "Ukrainian"), ("vi_VN", "Vietnamese"),
+)
+LANGUAGE_IDS = frozenset(code for code, _ in LANGUAGES)
+
+SCOPES = frozenset({"flattr", "thing", "email", "extendedread"})
+
+USERNAME_RE = re.compile(r"^[a-z0-9_-]{3,32}$")
+# Syntax only (no DNS): one @, a local part without spaces, a dotted domain.
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+MAX_URL = 2000
+MIN_BUDGET_CENTS = 200
+PROFILE_FIELDS = {"firstname": 100, "lastname": 100, "avatar": 2000, "about": 1000, "city": 100, "country": 100}
+
+
+def _text(value, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidParameters(f"{field} must be a string")
+    return value
+
+
+def validate_username(value) -> str:
+    value = _text(value, "username")
+    if not USERNAME_RE.match(value):
+        raise InvalidParameters("username must be 3 to 32 characters of a-z, 0-9, _ and -")
+    return value
+
+
+def validate_email(value) -> str:
+    value = _text(value, "email").strip()
+    if len(value) > 254 or not EMAIL_RE.match(value):
+        raise InvalidParameters("email is not a valid address")
+    return value
+
+
+def validate_password(value) -> str:
+    value = _text(value, "password")
+    if len(value) < MIN_PASSWORD:
+        raise InvalidParameters(f"password must have at least {MIN_PASSWORD} characters")
+    if len(value) > MAX_PASSWORD:
+        raise InvalidParameters(f"password must have at most {MAX_PASSWORD} characters")
+    return value
+
+
+def validate_profile(fields: dict) -> dict:
+    out = {}
+    for name, limit in PROFILE_FIELDS.items():
+        if fields.get(name) is not None:
+            value = _text(fields[name], name)
+            if len(value) > limit:
+                raise InvalidParameters(f"{name} must have at most {limit} characters")
+            out[name] = value
+    return out
+
+
+def validate_budget(amount, maximum: int) -> int:
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise InvalidParameters("amount must be an integer number of cents")
+    if amount < MIN_BUDGET_CENTS:
+        raise InvalidParameters(f"the monthly budget is at least {MIN_BUDGET_CENTS} cents")
+    if amount > maximum:
+        raise InvalidParameters(f"the monthly budget is at most {maximum} cents")
+    return amount
+
+
+def parse_scopes(value, allowed: frozenset = SCOPES) -> list[str]:
+    """Space-separated scopes (commas tolerated); unknown scopes are refused."""
+    if value is None or value == "":
+        return []
+    value = _text(value, "scope")
+    scopes = sorted({s for s in re.split(r"[\s,]+", value) if s})
+    unknown = [s for s in scopes if s not in allowed]
+    if unknown:
+        raise InvalidParameters(f"unknown scope: {' '.join(unknown)}")
+    return scopes
+
+
+def validate_url(value, field: str = "url") -> str:
+    value = _text(value, field).strip()
+    if not value:
+        raise InvalidParameters(f"{field} is required")
+    if len(value) > MAX_URL:
+        raise InvalidParameters(f"{field} must have at most {MAX_URL} characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise InvalidParameters(f"{field} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidParameters(f"{field} must be an http or https URL")
+    return value
+
+
+def parse_tags(value) -> list[str]:
+    """Tags arrive as a comma-separated string (Flattr) or a list (JSON clients)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise InvalidParameters("tags must be a comma-separated string")
+    tags = []
+    for item in items:
+        tag = _text(item, "tags").strip()
+        if not tag:
+            continue
+        if len(tag) > 64:
+            raise InvalidParameters("a tag has at most 64 characters")
+        if tag not in tags:
+            tags.append(tag)
+    if len(tags) > 30:
+        raise InvalidParameters("at most 30 tags")
+    return tags
+
+
+def validate_thing_fields(fields: dict, *, creating: bool) -> dict:
+    """Checks and normalises the writable fields of a thing. ``url`` is checked by the caller."""
+    out = {}
+    if "title" in fields or creating:
+        title = fields.get("title")
+        if title is None and creating:
+            raise InvalidParameters("title is required")
+        title = _text(title, "title").strip()
+        if not 5 <= len(title) <= 100:
+            raise InvalidParameters("title must be 5 to 100 characters")
+        out["title"] = title
+    if fields.get("description") is not None:
+        description = _text(fields["description"], "description")
+        if len(description) > 1000:
+            raise InvalidParameters("description must have at most 1000 characters")
+        out["description"] = description
+    if fields.get("category") is not None:
+        if fields["category"] not in CATEGORY_IDS:
+            raise InvalidParameters(f"category must be one of {', '.join(sorted(CATEGORY_IDS))}")
+        out["category"] = fields["category"]
+    if fields.get("language") is not None:
+        if fields["language"] not in LANGUAGE_IDS:
+            raise InvalidParameters("language must be one of the languages list (GET /rest/v2/languages)")
+        out["language"] = fields["language"]
+    if "tags" in fields:
+        out["tags"] = parse_tags(fields["tags"])
+    if fields.get("hidden") is not None:
+        if not isinstance(fields["hidden"], bool):
+            raise InvalidParameters("hidden must be a boolean")
+        out["hidden"] = fields["hidden"]
+    if fields.get("image") is not None:
+        image = _text(fields["image"], "image")
+        if image:
+            validate_url(image, "image")
+        out["image"] = image
+    return out
+
+
+@dataclass(frozen=True)
+class AutoSubmit:
+    username: str
+    url: str
+    fields: dict
+
+
+def parse_auto_submit(url: str) -> AutoSubmit | None:
+    """An auto-submit URL (``.../submit/auto?user_id=U&url=...``) or None for any other URL."""
+    parts = urlsplit(url)
+    if not parts.path.rstrip("/").endswith("/submit/auto"):
+        return None
+    query = parse_qs(parts.query, keep_blank_values=True)
+    user = (query.get("user_id") or [""])[0]
+    target = (query.get("url") or [""])[0]
+    if not user or not target:
+        return None
+    fields = {k: query[k][0] for k in ("title", "description", "language", "tags", "category") if query.get(k, [""])[0]}
+    if query.get("hidden", [""])[0]:
+        fields["hidden"] = query["hidden"][0].lower() in ("1", "true")
+    return AutoSubmit(username=user, url=target, fields=fields)
+
+
+@dataclass(frozen=True)
+class TagQuery:
+    """``a&b|!c``: OR of groups, each an AND of required tags and excluded tags (``&`` binds tighter)."""
+
+    groups: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+
+
+def parse_tag_query(value: str) -> TagQuery:
+    groups = []
+    for group in value.split("|"):
+        required, excluded = [], []
+        for term in re.split(r"[&,]", group):
+            term = term.strip()
+            if not term:
+                continue
+            if term.startswith("!"):
+                name = term[1:].strip()
+                if name:
+                    excluded.append(name)
+            else:
+                required.append(term)
+        if required or excluded:
+            groups.append((tuple(required), tuple(excluded)))
+    if not groups:
+        raise InvalidParameters("tags must name at least one tag")
+    return TagQuery(tuple(groups))
+
+
+def title_from_url(url: str) -> str:
+    """The title of a thing created by flattring a bare URL: its host and path, no fetching."""
+    parts = urlsplit(url)
+    title = (parts.hostname or "") + (parts.path if parts.path not in ("", "/") else "")
+    if len(title) < 5:
+        title = (title + " (link)")[:100]
+    return title[:100]

@@ -1,0 +1,457 @@
+"""The accounts service: users, credentials, tokens, OAuth clients, budgets and the things catalog."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from eventlet import tpool
+from sqlalchemy import and_, func, not_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.accounts import rules
+from services.accounts.models import AccessToken, AuthorizationCode, OAuthClient, Thing, User, outbox
+from services.common.db import Database
+from services.common.rpc import rpc
+from services.common.errors import Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized, UserNotFound
+from services.common.outbox import Outbox
+
+MAX_BUDGET_CENTS = 100000
+MAX_PAGE_SIZE = 100
+CODE_LIFETIME = timedelta(minutes=10)
+
+_hasher = PasswordHasher()
+# Verifying against this keeps the time of a log-in with an unknown username like a known one.
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+
+def _digest(secret: str) -> str:
+    """Tokens, codes and client secrets are random and long, so a plain SHA-256 is a safe lookup key."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _unix(ts: datetime | None) -> int | None:
+    return int(ts.timestamp()) if ts is not None else None
+
+
+def _user_dict(user: User) -> dict:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "firstname": user.firstname,
+        "lastname": user.lastname,
+        "avatar": user.avatar,
+        "about": user.about,
+        "city": user.city,
+        "country": user.country,
+        "email": user.email,
+        "registered_at": _unix(user.registered_at),
+    }
+
+
+def _thing_dict(thing: Thing, owner: User | None) -> dict:
+    return {
+        "id": thing.id,
+        "url": thing.url,
+        "title": thing.title,
+        "description": thing.description,
+        "category": thing.category,
+        "language": thing.language,
+        "tags": list(thing.tags or []),
+        "hidden": bool(thing.hidden),
+        "image": thing.image,
+        "created_at": _unix(thing.created_at),
+        "updated_at": _unix(thing.updated_at),
+        "owner": {"id": owner.id, "username": owner.username} if owner else None,
+    }
+
+
+def _page(page, count) -> tuple[int, int]:
+    try:
+        page, count = int(page or 1), int(count or 30)
+    except (TypeError, ValueError):
+        raise InvalidParameters("page and count must be integers") from None
+    if page < 1 or not 1 <= count <= MAX_PAGE_SIZE:
+        raise InvalidParameters(f"page starts at 1 and count is 1 to {MAX_PAGE_SIZE}")
+    return page, count
+
+
+class AccountsService:
+    name = "accounts"
+
+    db = Database("ACCOUNTS_DATABASE_URL")
+    events = Outbox("accounts", "ACCOUNTS_DATABASE_URL", outbox)
+
+    @rpc
+    def health(self):
+        self.db.execute(select(1))
+        return {"service": "accounts", "ok": True}
+
+    # -- users ---------------------------------------------------------------------------
+
+    @rpc
+    def register_user(self, username, email, password, profile=None):
+        username = rules.validate_username(username)
+        email = rules.validate_email(email)
+        password = rules.validate_password(password)
+        profile = rules.validate_profile(profile or {})
+        if self.db.scalar(select(User.id).where(User.username == username)):
+            raise Conflict("username is taken")
+        if self.db.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
+            raise Conflict("email is already registered")
+        user = User(username=username, email=email, password_hash=tpool.execute(_hasher.hash, password), **profile)
+        self.db.add(user)
+        try:
+            self.db.flush()
+        except IntegrityError:
+            raise Conflict("username or email is already registered") from None
+        self.events.record(self.db, "user.registered", {"user_id": user.id, "username": user.username})
+        self.db.commit()
+        return _user_dict(user)
+
+    @rpc
+    def authenticate_password(self, username, password):
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise Unauthorized("username and password required")
+        user = self.db.scalar(select(User).where(User.username == username))
+        stored = user.password_hash if user else _DUMMY_HASH
+        try:
+            tpool.execute(_hasher.verify, stored, password)
+        except (VerificationError, InvalidHashError):
+            raise Unauthorized("wrong username or password") from None
+        if user is None:
+            raise Unauthorized("wrong username or password")
+        return _user_dict(user)
+
+    @rpc
+    def get_user(self, username=None, user_id=None):
+        query = select(User).where(User.username == username) if username is not None else select(User).where(User.id == user_id)
+        user = self.db.scalar(query)
+        if user is None:
+            raise UserNotFound("no such user")
+        return _user_dict(user)
+
+    @rpc
+    def set_budget(self, user_id, amount):
+        amount = rules.validate_budget(amount, MAX_BUDGET_CENTS)
+        user = self.db.get(User, user_id, with_for_update=True)
+        if user is None:
+            raise UserNotFound("no such user")
+        if user.budget_cents != amount:
+            user.budget_cents = amount
+            self.events.record(self.db, "budget.changed", {"user_id": user_id, "budget": amount, "currency": "EUR"})
+        self.db.commit()
+        return {"amount": amount, "currency": "EUR"}
+
+    @rpc
+    def get_budget(self, user_id):
+        user = self.db.get(User, user_id)
+        if user is None:
+            raise UserNotFound("no such user")
+        return {"amount": user.budget_cents, "currency": "EUR"}
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def _issue_token(self, user_id, kind, scopes, name="", client_pk=None) -> str:
+        token = secrets.token_urlsafe(32)
+        self.db.add(
+            AccessToken(token_hash=_digest(token), user_id=user_id, kind=kind, client_id=client_pk, scopes=" ".join(scopes), name=name)
+        )
+        return token
+
+    @rpc
+    def create_personal_token(self, user_id, scope, name=""):
+        scopes = rules.parse_scopes(scope)
+        name = (name or "")[:100] if isinstance(name, str) or name is None else None
+        if name is None:
+            raise InvalidParameters("name must be a string")
+        token = self._issue_token(user_id, "personal", scopes, name)
+        self.db.commit()
+        return {"access_token": token, "token_type": "bearer", "scope": " ".join(scopes)}
+
+    @rpc
+    def list_tokens(self, user_id):
+        rows = self.db.scalars(
+            select(AccessToken).where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None)).order_by(AccessToken.id)
+        )
+        return [{"id": t.id, "name": t.name, "scope": t.scopes, "kind": t.kind, "created_at": _unix(t.created_at)} for t in rows]
+
+    @rpc
+    def revoke_token(self, user_id, token_id):
+        result = self.db.execute(
+            update(AccessToken)
+            .where(AccessToken.id == token_id, AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )
+        if result.rowcount == 0:
+            raise NotFound("no such token")
+        self.db.commit()
+
+    @rpc
+    def authenticate_token(self, token):
+        if not isinstance(token, str) or not token:
+            raise Unauthorized("missing token")
+        row = self.db.execute(
+            select(AccessToken, User.username)
+            .join(User, User.id == AccessToken.user_id)
+            .where(AccessToken.token_hash == _digest(token), AccessToken.revoked_at.is_(None))
+        ).first()
+        if row is None:
+            raise Unauthorized("invalid or revoked token")
+        access, username = row
+        return {
+            "user_id": access.user_id,
+            "username": username,
+            "scopes": access.scopes.split(),
+            "kind": access.kind,
+            "token_id": access.id,
+        }
+
+    # -- OAuth2 client applications and authorization codes ---------------------------------
+
+    @rpc
+    def register_client(self, owner_id, name, redirect_uri):
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
+            raise InvalidParameters("the application needs a name of 1 to 100 characters")
+        redirect_uri = rules.validate_url(redirect_uri, "redirect_uri")
+        client_id = secrets.token_urlsafe(16)
+        secret = secrets.token_urlsafe(32)
+        self.db.add(OAuthClient(client_id=client_id, secret_hash=_digest(secret), name=name.strip(), redirect_uri=redirect_uri, owner_id=owner_id))
+        self.db.commit()
+        return {"client_id": client_id, "client_secret": secret, "name": name.strip(), "redirect_uri": redirect_uri}
+
+    @rpc
+    def get_client(self, client_id):
+        client = self.db.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+        if client is None:
+            raise NotFound("no such client")
+        return {"client_id": client.client_id, "name": client.name, "redirect_uri": client.redirect_uri}
+
+    @rpc
+    def check_client_secret(self, client_id, secret):
+        client = self.db.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+        return bool(client and isinstance(secret, str) and hmac.compare_digest(client.secret_hash, _digest(secret)))
+
+    @rpc
+    def store_authorization_code(self, code, client_id, user_id, redirect_uri, scope):
+        scopes = rules.parse_scopes(scope)
+        client = self.db.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+        if client is None:
+            raise NotFound("no such client")
+        self.db.add(
+            AuthorizationCode(
+                code_hash=_digest(code),
+                client_id=client.id,
+                user_id=user_id,
+                redirect_uri=redirect_uri or client.redirect_uri,
+                scopes=" ".join(scopes),
+                expires_at=datetime.now(timezone.utc) + CODE_LIFETIME,
+            )
+        )
+        self.db.commit()
+
+    @rpc
+    def take_authorization_code(self, code, client_id):
+        """The grant behind a code, once: the code is deleted as it is read. None if unknown or expired."""
+        if not isinstance(code, str) or not code:
+            return None
+        row = self.db.execute(
+            select(AuthorizationCode, OAuthClient.client_id)
+            .join(OAuthClient, OAuthClient.id == AuthorizationCode.client_id)
+            .where(AuthorizationCode.code_hash == _digest(code))
+            .with_for_update(of=AuthorizationCode)
+        ).first()
+        if row is None:
+            return None
+        grant, owner_client = row
+        self.db.delete(grant)
+        self.db.commit()
+        if owner_client != client_id or grant.expires_at < datetime.now(timezone.utc):
+            return None
+        return {"user_id": grant.user_id, "redirect_uri": grant.redirect_uri, "scope": grant.scopes}
+
+    @rpc
+    def store_oauth_token(self, token, client_id, user_id, scope):
+        client = self.db.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+        if client is None:
+            raise NotFound("no such client")
+        scopes = rules.parse_scopes(scope)
+        self.db.add(
+            AccessToken(token_hash=_digest(token), user_id=user_id, kind="oauth", client_id=client.id, scopes=" ".join(scopes), name=client.name)
+        )
+        self.db.commit()
+
+    @rpc
+    def catalog(self):
+        return {
+            "categories": [{"id": c, "name": n} for c, n in rules.CATEGORIES],
+            "languages": [{"id": c, "text": n} for c, n in rules.LANGUAGES],
+        }
+
+    # -- things --------------------------------------------------------------------------
+
+    def _live_thing(self, thing_id, lock=False) -> Thing:
+        query = select(Thing).where(Thing.id == thing_id, Thing.deleted_at.is_(None))
+        if lock:
+            query = query.with_for_update()
+        thing = self.db.scalar(query)
+        if thing is None:
+            raise NotFound("no such thing")
+        return thing
+
+    def _with_owners(self, things) -> list[dict]:
+        owner_ids = {t.owner_id for t in things if t.owner_id}
+        owners = {u.id: u for u in self.db.scalars(select(User).where(User.id.in_(owner_ids)))} if owner_ids else {}
+        return [_thing_dict(t, owners.get(t.owner_id)) for t in things]
+
+    def _insert_thing(self, owner_id, url, fields) -> Thing:
+        existing = self.db.scalar(select(Thing.id).where(Thing.url == url, Thing.deleted_at.is_(None)))
+        if existing:
+            raise Conflict("a thing with this url already exists", existing_id=existing)
+        thing = Thing(owner_id=owner_id, url=url, **fields)
+        self.db.add(thing)
+        try:
+            self.db.flush()
+        except IntegrityError:
+            self.db.rollback()
+            existing = self.db.scalar(select(Thing.id).where(Thing.url == url, Thing.deleted_at.is_(None)))
+            raise Conflict("a thing with this url already exists", existing_id=existing) from None
+        self.db.refresh(thing)
+        return thing
+
+    def _thing_event(self, event_type, thing: Thing):
+        self.events.record(
+            self.db,
+            event_type,
+            {"thing_id": thing.id, "owner_id": thing.owner_id, "url": thing.url, "hidden": bool(thing.hidden)},
+        )
+
+    @rpc
+    def create_thing(self, owner_id, fields):
+        if not isinstance(fields, dict):
+            raise InvalidParameters("fields must be an object")
+        url = rules.validate_url(fields.get("url"))
+        if rules.parse_auto_submit(url):
+            raise InvalidParameters("url must be the thing's own URL, not an auto-submit URL")
+        checked = rules.validate_thing_fields(fields, creating=True)
+        thing = self._insert_thing(owner_id, url, checked)
+        self._thing_event("thing.created", thing)
+        self.db.commit()
+        return self._with_owners([thing])[0]
+
+    @rpc
+    def create_unclaimed_thing(self, url, title=None):
+        """A thing flattred by URL before its creator joined: no owner, titled from the URL."""
+        url = rules.validate_url(url)
+        fields = rules.validate_thing_fields({"title": title or rules.title_from_url(url)}, creating=True)
+        thing = self._insert_thing(None, url, fields)
+        self._thing_event("thing.created", thing)
+        self.db.commit()
+        return self._with_owners([thing])[0]
+
+    @rpc
+    def get_things(self, ids):
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or len(ids) > 100:
+            raise InvalidParameters("up to 100 integer ids")
+        things = self.db.scalars(select(Thing).where(Thing.id.in_(ids), Thing.deleted_at.is_(None))).all()
+        by_id = {d["id"]: d for d in self._with_owners(things)}
+        return [by_id[i] for i in ids if i in by_id]
+
+    @rpc
+    def update_thing(self, user_id, thing_id, fields):
+        if not isinstance(fields, dict):
+            raise InvalidParameters("fields must be an object")
+        thing = self._live_thing(thing_id, lock=True)
+        if thing.owner_id != user_id:
+            raise Forbidden("only the thing's owner can change it")
+        # Clients resend the read-only url with an update; the same url is fine, a new one is not.
+        if "url" in fields and fields["url"] not in (None, thing.url):
+            raise InvalidParameters("a thing's url cannot be changed")
+        checked = rules.validate_thing_fields(fields, creating=False)
+        for name, value in checked.items():
+            setattr(thing, name, value)
+        thing.updated_at = func.now()
+        self.db.flush()
+        self._thing_event("thing.updated", thing)
+        self.db.commit()
+        self.db.refresh(thing)
+        return self._with_owners([thing])[0]
+
+    @rpc
+    def delete_thing(self, user_id, thing_id):
+        thing = self._live_thing(thing_id, lock=True)
+        if thing.owner_id != user_id:
+            raise Forbidden("only the thing's owner can delete it")
+        thing.deleted_at = func.now()
+        self.db.flush()
+        self._thing_event("thing.deleted", thing)
+        self.db.commit()
+
+    @rpc
+    def user_things(self, owner_id, include_hidden, page=1, count=30):
+        page, count = _page(page, count)
+        query = select(Thing).where(Thing.owner_id == owner_id, Thing.deleted_at.is_(None))
+        if not include_hidden:
+            query = query.where(Thing.hidden.is_(False))
+        things = self.db.scalars(query.order_by(Thing.id.desc()).offset((page - 1) * count).limit(count)).all()
+        return self._with_owners(things)
+
+    @rpc
+    def lookup_url(self, url):
+        """The live thing registered at ``url``; an auto-submit URL is looked up by its target URL."""
+        if not isinstance(url, str) or not url:
+            raise InvalidParameters("url is required")
+        auto = rules.parse_auto_submit(url)
+        target = auto.url if auto else url
+        thing_id = self.db.scalar(select(Thing.id).where(Thing.url == target, Thing.deleted_at.is_(None)))
+        if thing_id is None:
+            raise NotFound("no thing has this url")
+        return thing_id
+
+    @rpc
+    def search_things(self, params, viewer_id=None):
+        if not isinstance(params, dict):
+            raise InvalidParameters("params must be an object")
+        page, count = _page(params.get("page"), params.get("count"))
+        query = select(Thing).where(Thing.deleted_at.is_(None), or_(Thing.hidden.is_(False), Thing.owner_id == viewer_id))
+        text_query = params.get("query")
+        if text_query:
+            pattern = "%" + text_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(or_(Thing.title.ilike(pattern), Thing.description.ilike(pattern), Thing.url.ilike(pattern)))
+        if params.get("url"):
+            query = query.where(Thing.url == params["url"])
+        if params.get("tags"):
+            tag_query = rules.parse_tag_query(params["tags"])
+            clauses = []
+            for required, excluded in tag_query.groups:
+                parts = []
+                if required:
+                    parts.append(Thing.tags.contains(list(required)))
+                if excluded:
+                    parts.append(not_(Thing.tags.overlap(list(excluded))))
+                clauses.append(and_(*parts))
+            query = query.where(or_(*clauses))
+        for name, allowed in (("language", rules.LANGUAGE_IDS), ("category", rules.CATEGORY_IDS)):
+            if params.get(name):
+                values = [v for v in str(params[name]).split(",") if v]
+                if any(v not in allowed for v in values):
+                    raise InvalidParameters(f"unknown {name}")
+                query = query.where(getattr(Thing, name).in_(values))
+        if params.get("user"):
+            owner = self.db.scalar(select(User.id).where(User.username == params["user"]))
+            query = query.where(Thing.owner_id == owner)
+        sort = params.get("sort") or "relevance"
+        if sort not in ("trend", "flattrs", "flattrs_month", "flattrs_week", "flattrs_day", "relevance"):
+            raise InvalidParameters("unknown sort")
+        total = self.db.scalar(select(func.count()).select_from(query.subquery()))
+        if sort == "relevance" and text_query:
+            # title matches first, then the newest
+            order = [Thing.title.ilike(pattern).desc(), Thing.id.desc()]
+        else:
+            # click counts arrive with the click path; until then every flattr sort is by recency
+            order = [Thing.id.desc()]
+        things = self.db.scalars(query.order_by(*order).offset((page - 1) * count).limit(count)).all()
+        return {"total_items": total, "page": page, "things": self._with_owners(things)}

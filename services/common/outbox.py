@@ -1,0 +1,181 @@
+"""Transactional outbox: an event is published if and only if the transaction that wrote it committed.
+
+A service records an event in its own schema's ``outbox`` table inside the transaction that makes
+the change. The relay, running in every replica of the service, takes unsent rows with
+``FOR UPDATE SKIP LOCKED`` (so replicas share the work without publishing a row twice at once),
+publishes them with publisher confirms, and marks them sent in the same database transaction.
+If the process dies after the broker confirmed but before the mark committed, the row is
+published again: delivery is at-least-once and consumers deduplicate by ``event_id``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import eventlet
+from kombu import Connection, Exchange, Producer
+from nameko.extensions import DependencyProvider
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from services.common import settings
+from services.common.db import engine_for
+from services.common.events import envelope, exchange_name
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", UUID(as_uuid=False), nullable=False, unique=True),
+        Column("event_type", String(64), nullable=False),
+        Column("body", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("sent_at", DateTime(timezone=True), nullable=True),
+        # the relay only ever looks for unsent rows; keep that lookup small as the table grows
+        Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+    )
+
+
+def record(session, table: Table, event_type: str, data: dict) -> dict:
+    """Add an event to the outbox in the session's transaction; returns the envelope."""
+    body = envelope(event_type, data)
+    session.execute(table.insert().values(event_id=body["event_id"], event_type=event_type, body=body))
+    return body
+
+
+class OutboxRelay:
+    """Moves committed outbox rows to the broker. Usable on its own (ops command, tests)."""
+
+    def __init__(self, db_url: str, amqp_uri: str, source_service: str, schema: str, batch_size: int = 200):
+        self.engine = engine_for(db_url)
+        self.amqp_uri = amqp_uri
+        self.exchange = Exchange(exchange_name(source_service), type="topic", durable=True, auto_delete=False)
+        self.schema = schema
+        self.batch_size = batch_size
+        self._connection = None
+
+    def _producer(self) -> Producer:
+        if self._connection is None:
+            self._connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
+        channel = self._connection.default_channel
+        self.exchange.declare(channel=channel)
+        return Producer(channel, exchange=self.exchange, serializer="json")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            finally:
+                self._connection = None
+
+    def relay_once(self) -> int:
+        """Publish one batch of unsent events; returns how many were sent."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT id, event_type, body FROM {self.schema}.outbox WHERE sent_at IS NULL "
+                    "ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+                ),
+                {"n": self.batch_size},
+            ).all()
+            if not rows:
+                return 0
+            try:
+                producer = self._producer()
+                for row in rows:
+                    producer.publish(row.body, routing_key=row.event_type, delivery_mode=2)
+            except Exception:
+                self.close()
+                raise
+            conn.execute(
+                text(f"UPDATE {self.schema}.outbox SET sent_at = now() WHERE id = ANY(:ids)"),
+                {"ids": [r.id for r in rows]},
+            )
+            return len(rows)
+
+    def drain(self) -> int:
+        total = 0
+        while True:
+            sent = self.relay_once()
+            total += sent
+            if sent < self.batch_size:
+                return total
+
+
+class Outbox(DependencyProvider):
+    """``events = Outbox("accounts", "ACCOUNTS_DATABASE_URL", table)``.
+
+    ``self.events.record(self.db, "thing.created", {...})`` writes the event in the worker's
+    transaction and wakes the relay when that transaction commits. Unless ``OUTBOX_RELAY`` is
+    ``off`` in the container config, the relay runs in a background thread of the service.
+    """
+
+    def __init__(self, source_service: str, url_key: str, table: Table):
+        self.source_service = source_service
+        self.url_key = url_key
+        self.table = table
+        self._wake = threading.Event()
+        self._running = False
+        self._thread = None
+        self.relay = None
+
+    def setup(self):
+        config = self.container.config
+        self.relay = OutboxRelay(config[self.url_key], config["AMQP_URI"], self.source_service, self.table.schema)
+        self.poll_seconds = float(config.get("OUTBOX_POLL_SECONDS", settings.get("OUTBOX_POLL_SECONDS")))
+        self.enabled = str(config.get("OUTBOX_RELAY", "on")).lower() != "off"
+
+    def start(self):
+        if self.enabled:
+            self._running = True
+            self._thread = self.container.spawn_managed_thread(self._run)
+
+    def stop(self):
+        self._running = False
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.wait()
+        self.relay.close()
+
+    def kill(self):
+        self._running = False
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.kill()
+
+    def _run(self):
+        while self._running:
+            try:
+                self.relay.drain()
+            except Exception:
+                log.exception("outbox relay of %s failed; retrying", self.source_service)
+                eventlet.sleep(1)
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def get_dependency(self, worker_ctx):
+        return _Recorder(self)
+
+
+class _Recorder:
+    def __init__(self, outbox: Outbox):
+        self._outbox = outbox
+
+    def record(self, session, event_type: str, data: dict) -> dict:
+        body = record(session, self._outbox.table, event_type, data)
+        session.after_commit(self._outbox._wake.set)
+        return body

@@ -1,0 +1,85 @@
+"""Settings from the environment.
+
+Every setting of the platform is declared once here, with its default and its meaning; the
+README's settings table is generated from this list (``python -m services.common.settings``).
+A value set in the environment always wins over the default.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    help: str
+
+
+_LOCAL_PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/flattr"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672//", "RabbitMQ connection for RPC and events"),
+    Setting("ACCOUNTS_DATABASE_URL", _LOCAL_PG, "accounts service database (schema `accounts`)"),
+    Setting("CLICKS_DATABASE_URL", _LOCAL_PG, "clicks service database (schema `clicks`)"),
+    Setting("SETTLEMENT_DATABASE_URL", _LOCAL_PG, "settlement service database (schema `settlement`)"),
+    Setting("FLATTR_ADMIN_TOKEN", None, "bearer token for `/admin` endpoints; unset disables them"),
+    Setting(
+        "FLATTR_RATE_LIMITS",
+        "on",
+        "`on`, `off` (benchmarks), or overrides such as `token=5000/hour;address=1000/hour;signup=100/hour`",
+    ),
+    Setting("FLATTR_RATE_LIMIT_STORAGE", "memory://", "rate-limit store; `redis://...` shares it across gateway replicas"),
+    Setting("FLATTR_SECRET_KEY", None, "signs session cookies and CSRF tokens; required with several gateway processes"),
+    Setting("FLATTR_PUBLIC_URL", None, "the platform's public base address for web links (default: the request's host)"),
+    Setting("GATEWAY_HOST", "127.0.0.1", "address the gateway listens on"),
+    Setting("GATEWAY_PORT", "8000", "port the gateway listens on"),
+    Setting("GATEWAY_WORKERS", "2", "gateway processes (gunicorn workers)"),
+    Setting("GATEWAY_THREADS", "8", "threads per gateway process"),
+    Setting("RPC_POOL_SIZE", "8", "standalone RPC proxies per gateway process"),
+    Setting("RPC_TIMEOUT", "10", "seconds before an RPC is answered with 503"),
+    Setting("TOKEN_CACHE_SECONDS", "10", "how long the gateway trusts a checked bearer token"),
+    Setting("OUTBOX_POLL_SECONDS", "0.5", "how often the outbox relay looks for unsent events it was not woken for"),
+    Setting("LOG_LEVEL", "INFO", "log level of every process"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def get(name: str, environ: dict | None = None) -> str | None:
+    """The value of a declared setting: the environment's if set, else the default."""
+    if name not in _BY_NAME:
+        raise KeyError(f"undeclared setting {name}")
+    env = os.environ if environ is None else environ
+    value = env.get(name)
+    return value if value not in (None, "") else _BY_NAME[name].default
+
+
+def get_int(name: str) -> int:
+    return int(get(name))
+
+
+def get_float(name: str) -> float:
+    return float(get(name))
+
+
+def defaults_for_child(environ: dict | None = None) -> dict[str, str]:
+    """Environment for a child process: every default filled in, the caller's values kept."""
+    env = dict(os.environ if environ is None else environ)
+    for s in SETTINGS:
+        if not env.get(s.name) and s.default is not None:
+            env[s.name] = s.default
+    return env
+
+
+def markdown_table() -> str:
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default is not None else "(unset)"
+        rows.append(f"| `{s.name}` | {default} | {s.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

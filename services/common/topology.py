@@ -1,0 +1,45 @@
+"""The broker topology every process declares at start-up.
+
+An event published to an exchange with no bound queue is dropped, so the exchanges of every
+source service and the queues of every known subscriber are declared before anything
+publishes, by every service's start-up and by ``python -m services.common.topology``. The queue
+names and arguments are nameko's own for ``@event_handler`` (durable, not auto-deleted), so
+the handler consumes from the queue declared here.
+"""
+from __future__ import annotations
+
+import sys
+
+from kombu import Connection, Exchange, Queue
+
+from services.common import settings
+from services.common.events import exchange_name
+
+SOURCES = ("accounts", "clicks", "settlement")
+
+# (source service, event type, subscribing service, handler method)
+SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = ()
+
+
+def handler_queue(source: str, event_type: str, service: str, method: str) -> Queue:
+    return Queue(
+        f"evt-{source}-{event_type}--{service}.{method}",
+        exchange=Exchange(exchange_name(source), type="topic", durable=True, auto_delete=False),
+        routing_key=event_type,
+        durable=True,
+        auto_delete=False,
+    )
+
+
+def declare(amqp_uri: str) -> None:
+    with Connection(amqp_uri) as conn:
+        channel = conn.default_channel
+        for source in SOURCES:
+            Exchange(exchange_name(source), type="topic", durable=True, auto_delete=False)(channel).declare()
+        for sub in SUBSCRIPTIONS:
+            handler_queue(*sub)(channel).declare()
+
+
+if __name__ == "__main__":
+    declare(sys.argv[1] if len(sys.argv) > 1 else settings.get("AMQP_URI"))
+    print("broker topology declared")

@@ -1,0 +1,131 @@
+"""The gateway: a Flask app serving Flattr's REST API v2, OAuth2 and the platform's web pages."""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+from flask import Flask, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from services.common import settings
+from services.gateway import errors, metrics
+from services.gateway.auth import TokenCache, bearer_token, token_key
+from services.gateway.oauth import init_oauth
+from services.gateway.rpc import RpcPool
+from services.gateway.views.api import api
+from services.gateway.views.platform import platform
+from services.gateway.views.web import web
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMITS = {"token": "5000/hour", "address": "1000/hour", "signup": "100/hour"}
+MAX_BODY_BYTES = 64 * 1024
+
+
+def parse_rate_limits(value: str) -> dict | None:
+    """``off`` disables limits; ``on`` keeps the defaults; ``token=10/minute;signup=5/hour`` overrides."""
+    value = (value or "on").strip()
+    if value.lower() == "off":
+        return None
+    limits = dict(DEFAULT_LIMITS)
+    if value.lower() in ("on", "default"):
+        return limits
+    for part in value.split(";"):
+        if not part.strip():
+            continue
+        name, _, limit = part.partition("=")
+        name = name.strip()
+        if name not in DEFAULT_LIMITS or not limit.strip():
+            raise ValueError(f"FLATTR_RATE_LIMITS: unknown part {part!r}; use token=, address= or signup=")
+        limits[name] = limit.strip()
+    return limits
+
+
+def _rate_limit_key() -> str:
+    token = bearer_token()
+    return f"token:{token_key(token)}" if token else f"address:{get_remote_address()}"
+
+
+def _init_rate_limits(app: Flask, limits: dict | None) -> Limiter:
+    def default_limit() -> str:
+        return limits["token"] if bearer_token() else limits["address"]
+
+    limiter = Limiter(
+        key_func=_rate_limit_key,
+        app=app,
+        default_limits=[default_limit] if limits else [],
+        storage_uri=settings.get("FLATTR_RATE_LIMIT_STORAGE"),
+        headers_enabled=True,
+        enabled=limits is not None,
+        strategy="fixed-window",
+    )
+
+    @limiter.request_filter
+    def _only_the_api():
+        return not request.path.startswith("/rest/v2")
+
+    if limits:
+        limiter.limit(limits["signup"], key_func=get_remote_address, methods=["POST"])(app.view_functions["api.sign_up"])
+    app.extensions["rate_limiter"] = limiter
+    return limiter
+
+
+def create_app(overrides: dict | None = None, rpc: RpcPool | None = None) -> Flask:
+    app = Flask(__name__)
+    overrides = overrides or {}
+    secret = overrides.get("SECRET_KEY") or settings.get("FLATTR_SECRET_KEY")
+    if not secret:
+        log.warning("FLATTR_SECRET_KEY is not set: sessions will not survive a restart or work across processes")
+        secret = secrets.token_urlsafe(32)
+    app.config.update(
+        SECRET_KEY=secret,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=14),
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.config.update({k: v for k, v in overrides.items() if k != "SECRET_KEY"})
+    app.json.sort_keys = False
+
+    app.extensions["rpc"] = rpc or RpcPool(
+        settings.get("AMQP_URI"), size=settings.get_int("RPC_POOL_SIZE"), timeout=settings.get_float("RPC_TIMEOUT")
+    )
+    app.extensions["token_cache"] = TokenCache(settings.get_float("TOKEN_CACHE_SECONDS"))
+
+    app.register_blueprint(api)
+    app.register_blueprint(web)
+    app.register_blueprint(platform)
+
+    csrf = CSRFProtect(app)
+    csrf.exempt(api)
+    csrf.exempt(platform)
+    init_oauth(app)
+    csrf.exempt("services.gateway.views.web.issue_token")
+    errors.register(app)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc):
+        return errors.error_response(400, "invalid_request", f"the form is stale or forged: {exc.description}")
+
+    limits = parse_rate_limits(overrides.get("FLATTR_RATE_LIMITS") or settings.get("FLATTR_RATE_LIMITS"))
+    _init_rate_limits(app, limits)
+
+    @app.before_request
+    def _start_timer():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _record(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        if "started" in g:
+            metrics.REQUEST_LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
+        return response
+
+    return app

@@ -1,0 +1,85 @@
+"""Errors in Flattr's format: an HTTP status and ``{"error": code, "error_description": text}``."""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify
+from flask_limiter.errors import RateLimitExceeded
+from nameko.exceptions import RemoteError
+from werkzeug.exceptions import HTTPException
+
+from services.common.errors import Conflict, DomainError
+from services.gateway import metrics
+from services.gateway.rpc import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, description: str = "", headers: dict | None = None, extra: dict | None = None):
+        super().__init__(description)
+        self.status, self.code, self.description = status, code, description
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def error_response(status: int, code: str, description: str, headers: dict | None = None, extra: dict | None = None):
+    metrics.ERRORS.labels(code).inc()
+    body = {"error": code, "error_description": description}
+    body.update(extra or {})
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "invalid_request",
+    415: "invalid_request",
+}
+
+
+def register(app) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.description, exc.headers, exc.extra)
+
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError):
+        if isinstance(exc, Conflict):
+            return error_response(409, "conflict", exc.description)
+        return error_response(exc.status, exc.code, exc.description)
+
+    @app.errorhandler(ServiceUnavailable)
+    def _unavailable(exc):
+        log.warning("service unavailable: %s", exc)
+        return error_response(503, "service_unavailable", "a service is not answering; try again shortly", {"Retry-After": "5"})
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(exc):
+        response = error_response(403, "rate_limit_exceeded", f"rate limit exceeded: {exc.description}")
+        retry_after = getattr(exc, "retry_after", None)
+        response.headers["Retry-After"] = str(int(retry_after)) if retry_after else "60"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = _HTTP_CODES.get(exc.code, "invalid_request" if exc.code < 500 else "server_error")
+        return error_response(exc.code, code, exc.description or exc.name)
+
+    @app.errorhandler(RemoteError)
+    def _remote_error(exc):
+        log.error("remote error: %s", exc)
+        return error_response(500, "server_error", "an internal error occurred")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        log.exception("unhandled error")
+        return error_response(500, "server_error", "an internal error occurred")

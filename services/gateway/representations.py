@@ -1,0 +1,62 @@
+"""Flattr v2 resource shapes, built from what the services answer."""
+from __future__ import annotations
+
+from flask import request
+
+from services.common import settings
+
+
+def base_url() -> str:
+    """Addresses in resources point at the host the request came to, unless a public URL is set."""
+    configured = settings.get("FLATTR_PUBLIC_URL")
+    return (configured or request.host_url).rstrip("/")
+
+
+def api_url(path: str) -> str:
+    return f"{base_url()}/rest/v2{path}"
+
+
+def small_user(user: dict | None) -> dict | None:
+    if user is None:
+        return None
+    return {
+        "type": "user",
+        "resource": api_url(f"/users/{user['username']}"),
+        "link": f"{base_url()}/profile/{user['username']}",
+        "username": user["username"],
+    }
+
+
+def user(data: dict, *, private: bool = False) -> dict:
+    out = small_user(data)
+    for name in ("firstname", "lastname", "avatar", "about", "city", "country"):
+        out[name] = data.get(name, "")
+    if private:
+        out["email"] = data["email"]
+        out["registered_at"] = data["registered_at"]
+    return out
+
+
+def thing(data: dict, caller=None) -> dict:
+    owner = data.get("owner")
+    out = {
+        "type": "thing",
+        "resource": api_url(f"/things/{data['id']}"),
+        "link": f"{base_url()}/thing/{data['id']}",
+        "id": data["id"],
+        "url": data["url"],
+        "title": data["title"],
+        "description": data["description"],
+        "language": data["language"],
+        "category": data["category"],
+        "tags": data["tags"],
+        "hidden": data["hidden"],
+        "image": data["image"],
+        "created_at": data["created_at"],
+        # counted by the click path; until it exists nothing has been flattred
+        "flattrs": data.get("flattrs", 0),
+        "owner": small_user(owner),
+    }
+    if caller is not None and owner is not None and owner["id"] == caller.user_id:
+        out["updated_at"] = data["updated_at"]
+    return out

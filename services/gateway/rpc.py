@@ -1,0 +1,122 @@
+"""RPC from the gateway to the services through a pool of standalone nameko proxies.
+
+A standalone proxy is not thread-safe and costs a connection and a reply queue to start, so
+each gateway process keeps a small pool: a request borrows one, calls, and gives it back. A proxy
+whose connection failed is thrown away and replaced. Domain errors raised by a service arrive as
+their own classes (``services.common.errors``); everything that means "the service or the broker
+cannot answer" becomes ``ServiceUnavailable`` (HTTP 503).
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from services.common.errors import DomainError
+from services.gateway import metrics
+
+log = logging.getLogger(__name__)
+
+
+class ServiceUnavailable(Exception):
+    """The broker or a service did not answer: the request was not carried out (or not known to be)."""
+
+
+class RpcPool:
+    def __init__(self, amqp_uri: str, size: int = 8, timeout: float = 10.0):
+        self.config = {"AMQP_URI": amqp_uri, "serializer": "json"}
+        self.size = size
+        self.timeout = timeout
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._created = 0
+        self._lock = threading.Lock()
+
+    def _new(self):
+        runner = ClusterRpcProxy(self.config, timeout=self.timeout)
+        proxy = runner.start()
+        return runner, proxy
+
+    @contextmanager
+    def _borrow(self):
+        item = None
+        try:
+            item = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                may_create = self._created < self.size
+                if may_create:
+                    self._created += 1
+            if may_create:
+                try:
+                    item = self._new()
+                except Exception:
+                    with self._lock:
+                        self._created -= 1
+                    raise
+            else:
+                try:
+                    item = self._idle.get(timeout=self.timeout)
+                except queue.Empty:
+                    raise ServiceUnavailable("all RPC connections are busy") from None
+        healthy = True
+        try:
+            yield item[1]
+        except BaseException as exc:
+            healthy = isinstance(exc, (DomainError, RemoteError))
+            raise
+        finally:
+            if healthy:
+                self._idle.put(item)
+            else:
+                self._discard(item)
+
+    def _discard(self, item):
+        with self._lock:
+            self._created -= 1
+        try:
+            item[0].stop()
+        except Exception:  # the connection is already broken; nothing to release
+            pass
+
+    def call(self, service: str, method: str, *args, **kwargs):
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            with self._borrow() as proxy:
+                return getattr(getattr(proxy, service), method)(*args, **kwargs)
+        except DomainError:
+            outcome = "domain_error"
+            raise
+        except (RpcTimeout, UnknownService, socket.error, OSError, ConnectionError) as exc:
+            outcome = "unavailable"
+            raise ServiceUnavailable(f"{service} did not answer: {type(exc).__name__}") from exc
+        except RemoteError as exc:
+            outcome = "remote_error"
+            log.error("%s.%s failed remotely: %s", service, method, exc)
+            raise
+        except ServiceUnavailable:
+            outcome = "unavailable"
+            raise
+        except Exception as exc:
+            # kombu/amqp raise their own hierarchy for a lost broker; none of it is the caller's fault
+            if type(exc).__module__.split(".")[0] in ("kombu", "amqp", "nameko"):
+                outcome = "unavailable"
+                raise ServiceUnavailable(f"broker error: {type(exc).__name__}") from exc
+            outcome = "error"
+            raise
+        finally:
+            metrics.RPC_LATENCY.labels(service, method, outcome).observe(time.perf_counter() - started)
+
+    def close(self):
+        while True:
+            try:
+                item = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            self._discard(item)

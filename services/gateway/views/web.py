@@ -1,0 +1,138 @@
+"""Web pages on the platform's own origin: sign-up, sign-in, client applications, OAuth consent.
+
+They use a signed session cookie, and every form carries a CSRF token (Flask-WTF).
+"""
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+
+from services.common.errors import DomainError, NotFound, Unauthorized, UserNotFound
+from services.gateway.oauth import User
+
+web = Blueprint("web", __name__)
+
+
+def _rpc(method, *args, **kwargs):
+    return current_app.extensions["rpc"].call("accounts", method, *args, **kwargs)
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths: a ``next`` that leaves the site would make sign-in an open redirect."""
+    if not target:
+        return url_for("web.home")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("web.home")
+    return target
+
+
+def _sign_in(user: dict) -> None:
+    session.clear()
+    session["user_id"] = user["id"]
+    session["username"] = user["username"]
+    session.permanent = True
+
+
+def login_required(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if "user_id" not in session:
+            return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@web.get("/")
+def home():
+    return render_template("home.html")
+
+
+@web.route("/signup", methods=["GET", "POST"])
+def signup():
+    next_url = request.values.get("next")
+    if request.method == "GET":
+        return render_template("signup.html", form={}, next=next_url)
+    form = request.form
+    try:
+        user = _rpc("register_user", form.get("username", ""), form.get("email", ""), form.get("password", ""))
+    except DomainError as exc:
+        status = 409 if exc.status == 409 else 400
+        return render_template("signup.html", form=form, next=next_url, error=exc.description), status
+    _sign_in(user)
+    return redirect(safe_next(next_url))
+
+
+@web.route("/login", methods=["GET", "POST"])
+def login():
+    next_url = request.values.get("next")
+    if request.method == "GET":
+        return render_template("login.html", form={}, next=next_url)
+    try:
+        user = _rpc("authenticate_password", request.form.get("username", ""), request.form.get("password", ""))
+    except Unauthorized:
+        return render_template("login.html", form=request.form, next=next_url, error="Wrong username or password."), 401
+    _sign_in(user)
+    return redirect(safe_next(next_url))
+
+
+@web.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("web.home"))
+
+
+@web.route("/apps", methods=["GET", "POST"])
+@login_required
+def apps():
+    if request.method == "GET":
+        return render_template("apps.html")
+    try:
+        created = _rpc("register_client", session["user_id"], request.form.get("name", ""), request.form.get("redirect_uri", ""))
+    except DomainError as exc:
+        return render_template("apps.html", error=exc.description), 400
+    return render_template("apps.html", created=created), 201
+
+
+@web.route("/oauth/authorize", methods=["GET", "POST"])
+@login_required
+def authorize():
+    server = current_app.extensions["oauth_server"]
+    user = User(session["user_id"])
+    if request.method == "GET":
+        from authlib.oauth2 import OAuth2Error
+
+        try:
+            grant = server.get_consent_grant(end_user=user)
+        except OAuth2Error as error:
+            return render_template("base.html", error=f"{error.error}: {error.description or 'invalid request'}"), 400
+        scopes = (grant.request.scope or "").split()
+        return render_template("authorize.html", client_name=grant.client.name, scopes=scopes)
+    if request.form.get("confirm") != "yes":
+        return server.create_authorization_response(grant_user=None)
+    return server.create_authorization_response(grant_user=user)
+
+
+@web.post("/oauth/token")
+def issue_token():
+    return current_app.extensions["oauth_server"].create_token_response()
+
+
+@web.get("/thing/<int:thing_id>")
+def thing_page(thing_id):
+    things = _rpc("get_things", [thing_id])
+    if not things:
+        raise NotFound("no such thing")
+    return render_template("thing.html", thing=things[0])
+
+
+@web.get("/profile/<username>")
+def profile(username):
+    try:
+        user = _rpc("get_user", username=username)
+    except UserNotFound:
+        raise NotFound("no such user") from None
+    return render_template("profile.html", user=user)

@@ -1,0 +1,225 @@
+"""Test fixtures: real RabbitMQ and PostgreSQL, isolated per test.
+
+Where a Docker engine answers, the broker and database run in containers (testcontainers);
+otherwise the machine's own services are used, named by environment variables:
+
+- ``FLATTR_TEST_DATABASE_URL``: an admin URL of a PostgreSQL server
+  (default ``postgresql+psycopg2://postgres@127.0.0.1:5432/postgres``)
+- ``FLATTR_TEST_AMQP_URI``: RabbitMQ (default ``amqp://guest:guest@127.0.0.1:5672/``)
+- ``FLATTR_TEST_RABBIT_API``: its management API (default ``http://guest:guest@127.0.0.1:15672/api``)
+- ``FLATTR_TEST_DOCKER=off``: never try Docker.
+
+Each test gets its own database (cloned from a migrated template, so it is cheap) and its own
+RabbitMQ virtual host, so tests can run in any order and leave nothing behind.
+"""
+import warnings
+
+warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()
+
+from psycogreen.eventlet import patch_psycopg  # noqa: E402
+
+patch_psycopg()
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import uuid  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from urllib.parse import quote, urlsplit  # noqa: E402
+
+import pytest  # noqa: E402
+import requests  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from services.common.db import dispose_engines  # noqa: E402
+from services.common.migrate import upgrade  # noqa: E402
+
+SERVICES = ("accounts", "clicks", "settlement")
+
+
+@dataclass
+class Infra:
+    admin_db_url: str
+    amqp_base: str  # amqp://user:pass@host:port
+    rabbit_api: str  # http://user:pass@host:port/api
+
+
+def _docker_answers() -> bool:
+    if os.environ.get("FLATTR_TEST_DOCKER", "").lower() == "off" or not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def infra():
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with PostgresContainer("postgres:15", driver="psycopg2") as pg, RabbitMqContainer("rabbitmq:3-management") as rabbit:
+            rabbit.with_exposed_ports(5672, 15672)
+            host = rabbit.get_container_host_ip()
+            yield Infra(
+                admin_db_url=pg.get_connection_url(),
+                amqp_base=f"amqp://guest:guest@{host}:{rabbit.get_exposed_port(5672)}",
+                rabbit_api=f"http://guest:guest@{host}:{rabbit.get_exposed_port(15672)}/api",
+            )
+        return
+    amqp = os.environ.get("FLATTR_TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
+    parts = urlsplit(amqp)
+    yield Infra(
+        admin_db_url=os.environ.get("FLATTR_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"),
+        amqp_base=f"{parts.scheme}://{parts.netloc}",
+        rabbit_api=os.environ.get("FLATTR_TEST_RABBIT_API", "http://guest:guest@127.0.0.1:15672/api"),
+    )
+
+
+def _admin_engine(infra):
+    return create_engine(infra.admin_db_url, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def template_database(infra):
+    """A database with every service's migrations applied, cloned by each test."""
+    name = f"flattr_tmpl_{uuid.uuid4().hex[:10]}"
+    admin = _admin_engine(infra)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(infra.admin_db_url).set(database=name).render_as_string(hide_password=False)
+    for service in SERVICES:
+        upgrade(service, url)
+    yield name
+    dispose_engines()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(infra, template_database):
+    name = f"flattr_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine(infra)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+    url = make_url(infra.admin_db_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    dispose_engines()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(database_url):
+    """A plain engine on the test's database, for assertions on what was written."""
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def amqp_uri(infra):
+    vhost = f"test-{uuid.uuid4().hex[:12]}"
+    api = f"{infra.rabbit_api}/vhosts/{quote(vhost, safe='')}"
+    response = requests.put(api, timeout=10)
+    response.raise_for_status()
+    # the management API creates the vhost with the caller's permissions
+    yield f"{infra.amqp_base}/{quote(vhost, safe='')}"
+    requests.delete(api, timeout=10)
+
+
+@pytest.fixture
+def service_config(amqp_uri, database_url):
+    return {
+        "AMQP_URI": amqp_uri,
+        "ACCOUNTS_DATABASE_URL": database_url,
+        "CLICKS_DATABASE_URL": database_url,
+        "SETTLEMENT_DATABASE_URL": database_url,
+        "OUTBOX_POLL_SECONDS": "0.2",
+        "serializer": "json",
+    }
+
+
+@pytest.fixture
+def start_services(service_config):
+    """``start_services(AccountsService, ..., **config_overrides)`` runs them in-process on the broker."""
+    from nameko.runners import ServiceRunner
+
+    from services.common import topology
+
+    runners = []
+
+    def start(*classes, **overrides):
+        config = dict(service_config, **overrides)
+        topology.declare(config["AMQP_URI"])
+        runner = ServiceRunner(config)
+        for cls in classes:
+            runner.add_service(cls)
+        runner.start()
+        runners.append(runner)
+        return runner
+
+    yield start
+    for runner in reversed(runners):
+        try:
+            with eventlet.Timeout(5):
+                runner.stop()
+        except eventlet.Timeout:
+            runner.kill()
+
+
+@pytest.fixture
+def all_services(start_services):
+    from services.accounts.service import AccountsService
+    from services.clicks.service import ClicksService
+    from services.settlement.service import SettlementService
+
+    return start_services(AccountsService, ClicksService, SettlementService)
+
+
+@pytest.fixture
+def rpc(amqp_uri):
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy({"AMQP_URI": amqp_uri, "serializer": "json"}, timeout=10) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def gateway_factory(amqp_uri):
+    """Serve a gateway app over real HTTP on a free port; returns its base URL."""
+    from eventlet import wsgi
+
+    from services.gateway.app import create_app
+    from services.gateway.rpc import RpcPool
+
+    servers = []
+
+    def start(**overrides):
+        overrides.setdefault("FLATTR_RATE_LIMITS", "off")
+        overrides.setdefault("SECRET_KEY", "test-secret")
+        pool = RpcPool(amqp_uri, size=4, timeout=overrides.pop("RPC_TIMEOUT", 10))
+        app = create_app(overrides, rpc=pool)
+        sock = eventlet.listen(("127.0.0.1", 0))
+        thread = eventlet.spawn(wsgi.server, sock, app, log_output=False)
+        servers.append((thread, sock, pool))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield start
+    for thread, sock, pool in servers:
+        thread.kill()
+        sock.close()
+        pool.close()
+
+
+@pytest.fixture
+def gateway(all_services, gateway_factory):
+    return gateway_factory()

@@ -1,0 +1,46 @@
+"""Test data made through the real API, the way a user would make it."""
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import requests
+
+_counter = itertools.count(1)
+PASSWORD = "correct horse battery"
+
+
+def unique_username(prefix: str = "user") -> str:
+    return f"{prefix}{next(_counter)}-{uuid.uuid4().hex[:6]}"
+
+
+def sign_up(base: str, username: str | None = None, **extra) -> dict:
+    username = username or unique_username()
+    body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD, **extra}
+    response = requests.post(f"{base}/rest/v2/users", json=body, timeout=10)
+    assert response.status_code == 201, response.text
+    return {"username": username, "password": PASSWORD, **response.json()}
+
+
+def personal_token(base: str, user: dict, scope: str = "flattr thing email extendedread") -> str:
+    response = requests.post(
+        f"{base}/rest/v2/user/tokens", auth=(user["username"], user["password"]), data={"scope": scope}, timeout=10
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["access_token"]
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def user_with_token(base: str, scope: str = "flattr thing email extendedread") -> tuple[dict, dict]:
+    user = sign_up(base)
+    return user, bearer(personal_token(base, user, scope))
+
+
+def create_thing(base: str, headers: dict, url: str | None = None, **fields) -> int:
+    body = {"url": url or f"https://example.com/{uuid.uuid4().hex}", "title": fields.pop("title", "A thing worth flattring"), **fields}
+    response = requests.post(f"{base}/rest/v2/things", json=body, headers=headers, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
