@@ -54,7 +54,7 @@ def main(service: str, service_classes: list) -> None:
     stopping.wait()
     log.info("stopping")
     try:
-        with eventlet.Timeout(2):
+        with eventlet.Timeout(1.5):
             runner.stop()
     except eventlet.Timeout:
         runner.kill()
