@@ -14,7 +14,7 @@ RabbitMQ virtual host, so tests can run in any order and leave nothing behind.
 """
 import warnings
 
-warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
 

@@ -48,13 +48,17 @@ class Forbidden(DomainError):
 
 @deserialize_to_instance
 class Conflict(DomainError):
-    """The thing or account already exists. ``location`` names the existing resource when known."""
+    """The thing or account already exists; ``existing_id`` names the existing thing when known."""
 
     code, status = "conflict", 409
 
-    def __init__(self, description: str = "", location: str | None = None, existing_id: int | None = None):
-        super().__init__(description, location, existing_id)
-        self.location = location
+    def __init__(self, description: str = "", existing_id=None):
+        # nameko sends exception arguments as strings, so the id comes back as "12" or "None"
+        if existing_id in (None, "None", ""):
+            existing_id = None
+        else:
+            existing_id = int(existing_id)
+        super().__init__(description, existing_id)
         self.existing_id = existing_id
 
 

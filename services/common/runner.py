@@ -18,6 +18,7 @@ def nameko_config(service: str) -> dict:
     config = {
         "AMQP_URI": settings.get("AMQP_URI"),
         "OUTBOX_POLL_SECONDS": settings.get("OUTBOX_POLL_SECONDS"),
+        "OUTBOX_RELAY": settings.get("OUTBOX_RELAY"),
         "serializer": "json",
         "max_workers": 20,
     }

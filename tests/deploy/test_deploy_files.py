@@ -3,7 +3,7 @@ deploy/k8s and the service health-check command.
 
 The Compose file is validated against the Compose Specification schema as shipped by the
 `check-jsonschema` package, the Kubernetes manifests against the OpenAPI-derived schemas shipped
-by `kubernetes-validate` (both pinned in requirements-dev-deploy.txt). Nothing here needs a
+by `kubernetes-validate` (both pinned in requirements-dev.txt). Nothing here needs a
 Docker engine, a cluster or the network.
 """
 from __future__ import annotations
@@ -40,7 +40,11 @@ def _load_compose() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())
 
 
-_VAR = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+_VAR = re.compile(
+    r"\$(?:(?P<escaped>\$)"
+    r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 def interpolate(value, env: dict[str, str]):

@@ -1,0 +1,35 @@
+import pytest
+
+from services.common import settings
+from services.gateway.app import parse_rate_limits
+
+
+def test_environment_wins_over_defaults():
+    assert settings.get("GATEWAY_PORT", {}) == "8000"
+    assert settings.get("GATEWAY_PORT", {"GATEWAY_PORT": "9001"}) == "9001"
+
+
+def test_child_environment_keeps_callers_values_and_fills_defaults():
+    env = settings.defaults_for_child({"AMQP_URI": "amqp://elsewhere//"})
+    assert env["AMQP_URI"] == "amqp://elsewhere//"
+    assert env["GATEWAY_PORT"] == "8000"
+    assert "FLATTR_ADMIN_TOKEN" not in env
+
+
+def test_undeclared_settings_are_a_programming_error():
+    with pytest.raises(KeyError):
+        settings.get("NOT_A_SETTING")
+
+
+def test_settings_table_lists_every_setting():
+    table = settings.markdown_table()
+    for s in settings.SETTINGS:
+        assert f"`{s.name}`" in table
+
+
+def test_rate_limit_setting():
+    assert parse_rate_limits("off") is None
+    assert parse_rate_limits("on") == {"token": "5000/hour", "address": "1000/hour", "signup": "100/hour"}
+    assert parse_rate_limits("token=10/minute; signup=2/hour")["token"] == "10/minute"
+    with pytest.raises(ValueError):
+        parse_rate_limits("bogus=1/hour")
