@@ -69,7 +69,8 @@ def _init_rate_limits(app: Flask, limits: dict | None) -> Limiter:
         return not request.path.startswith("/rest/v2")
 
     if limits:
-        limiter.limit(limits["signup"], key_func=get_remote_address, methods=["POST"])(app.view_functions["api.sign_up"])
+        sign_up = app.view_functions["api.sign_up"]
+        app.view_functions["api.sign_up"] = limiter.limit(limits["signup"], key_func=get_remote_address)(sign_up)
     app.extensions["rate_limiter"] = limiter
     return limiter
 
