@@ -25,7 +25,7 @@ PROCESSES = {
     "settlement": [sys.executable, "-m", "services.settlement"],
     "gateway": [sys.executable, "-m", "services.gateway"],
 }
-STOP_GRACE_SECONDS = 2.5
+STOP_GRACE_SECONDS = 2.0
 COLOURS = {"accounts": 32, "clicks": 33, "settlement": 35, "gateway": 36, "dev": 37}
 
 

@@ -55,7 +55,7 @@ def main(service: str, service_classes: list) -> None:
     stopping.wait()
     log.info("stopping")
     try:
-        with eventlet.Timeout(1.5):
+        with eventlet.Timeout(1.0):
             runner.stop()
     except eventlet.Timeout:
         runner.kill()

@@ -10,7 +10,7 @@ class GatewayServer(BaseApplication):
         self.cfg.set("workers", settings.get_int("GATEWAY_WORKERS"))
         self.cfg.set("threads", settings.get_int("GATEWAY_THREADS"))
         self.cfg.set("worker_class", "gthread")
-        self.cfg.set("graceful_timeout", 2)
+        self.cfg.set("graceful_timeout", 1)
         self.cfg.set("accesslog", None)
         self.cfg.set("loglevel", settings.get("LOG_LEVEL").lower())
 
