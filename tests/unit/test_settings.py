@@ -33,3 +33,10 @@ def test_rate_limit_setting():
     assert parse_rate_limits("token=10/minute; signup=2/hour")["token"] == "10/minute"
     with pytest.raises(ValueError):
         parse_rate_limits("bogus=1/hour")
+
+
+def test_readme_settings_table_matches_the_code():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert settings.markdown_table() in readme
