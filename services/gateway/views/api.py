@@ -206,6 +206,19 @@ def create_token():
     return jsonify(token), 201
 
 
+@api.get("/user/tokens", strict_slashes=False)
+@require(personal=True)
+def list_tokens():
+    return jsonify(rpc("accounts", "list_tokens", current_caller().user_id))
+
+
+@api.delete("/user/tokens/<int:token_id>")
+@require(personal=True)
+def revoke_token(token_id):
+    rpc("accounts", "revoke_token", current_caller().user_id, token_id)
+    return Response(status=204)
+
+
 @api.put("/user/budget", strict_slashes=False)
 @require(personal=True)
 def set_budget():
