@@ -23,10 +23,11 @@ PROCESSES = {
     "accounts": [sys.executable, "-m", "services.accounts"],
     "clicks": [sys.executable, "-m", "services.clicks"],
     "settlement": [sys.executable, "-m", "services.settlement"],
+    "payouts": [sys.executable, "-m", "services.settlement.run_payouts"],
     "gateway": [sys.executable, "-m", "services.gateway"],
 }
 STOP_GRACE_SECONDS = 2.0
-COLOURS = {"accounts": 32, "clicks": 33, "settlement": 35, "gateway": 36, "dev": 37}
+COLOURS = {"accounts": 32, "clicks": 33, "settlement": 35, "payouts": 34, "gateway": 36, "dev": 37}
 
 
 def say(name: str, line: str) -> None:

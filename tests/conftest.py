@@ -40,6 +40,7 @@ from services.common.db import dispose_engines  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
 
 SERVICES = ("accounts", "clicks", "settlement")
+ADMIN_TOKEN = "test-admin-token"
 
 
 @dataclass
@@ -195,9 +196,10 @@ def start_services(service_config, vhost):
 def all_services(start_services):
     from services.accounts.service import AccountsService
     from services.clicks.service import ClicksService
+    from services.settlement.payouts import PayoutsService
     from services.settlement.service import SettlementService
 
-    return start_services(AccountsService, ClicksService, SettlementService)
+    return start_services(AccountsService, ClicksService, SettlementService, PayoutsService)
 
 
 @pytest.fixture
@@ -221,6 +223,7 @@ def gateway_factory(amqp_uri):
     def start(**overrides):
         overrides.setdefault("FLATTR_RATE_LIMITS", "off")
         overrides.setdefault("SECRET_KEY", "test-secret")
+        overrides.setdefault("FLATTR_ADMIN_TOKEN", ADMIN_TOKEN)
         pool = RpcPool(amqp_uri, size=4, timeout=overrides.pop("RPC_TIMEOUT", 10))
         app = create_app(overrides, rpc=pool)
         sock = eventlet.listen(("127.0.0.1", 0))

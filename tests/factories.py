@@ -44,3 +44,43 @@ def create_thing(base: str, headers: dict, url: str | None = None, **fields) -> 
     response = requests.post(f"{base}/rest/v2/things", json=body, headers=headers, timeout=10)
     assert response.status_code == 201, response.text
     return response.json()["id"]
+
+
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
+
+def deposit(base: str, headers: dict, amount: int, key: str | None = None) -> requests.Response:
+    return requests.post(
+        f"{base}/rest/v2/user/deposits", json={"amount": amount, "idempotency_key": key or uuid.uuid4().hex}, headers=headers, timeout=10
+    )
+
+
+def credit_revenue(base: str, username: str, amount: int) -> dict:
+    """Revenue through the audited adjustments account, the one way besides settlement."""
+    response = requests.post(
+        f"{base}/admin/adjustments",
+        json={"username": username, "account": "revenue", "amount": amount, "reason": "test revenue", "idempotency_key": uuid.uuid4().hex},
+        headers=ADMIN,
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def ledger_check(base: str) -> dict:
+    response = requests.get(f"{base}/admin/ledger/check", headers=ADMIN, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["ok"], response.json()
+    return response.json()
+
+
+def eventually(probe, timeout: float = 5.0, interval: float = 0.05):
+    """Poll ``probe`` until it returns something truthy (for state fed by events)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

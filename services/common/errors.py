@@ -62,4 +62,14 @@ class Conflict(DomainError):
         self.existing_id = existing_id
 
 
-ALL = (InvalidRequest, InvalidParameters, NotFound, UserNotFound, Unauthorized, Forbidden, Conflict)
+@deserialize_to_instance
+class PaymentDeclined(DomainError):
+    code, status = "payment_declined", 402
+
+
+@deserialize_to_instance
+class ProviderError(DomainError):
+    code, status = "provider_error", 502
+
+
+ALL = (InvalidRequest, InvalidParameters, NotFound, UserNotFound, Unauthorized, Forbidden, Conflict, PaymentDeclined, ProviderError)

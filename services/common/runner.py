@@ -22,20 +22,24 @@ def nameko_config(service: str) -> dict:
         "serializer": "json",
         "max_workers": 20,
     }
+    for key in ("PAYMENT_PROVIDER", "MAX_DEPOSIT_CENTS", "MIN_PAYOUT_CENTS"):
+        config[key] = settings.get(key)
     for key in URL_KEYS.values():
         config[key] = settings.get(key)
     return config
 
 
-def main(service: str, service_classes: list) -> None:
+def main(service: str, service_classes: list, schema: str | None = None) -> None:
+    """Run ``service_classes`` as process ``service``, migrating ``schema`` (default: ``service``) first."""
     logging.basicConfig(
         level=settings.get("LOG_LEVEL"),
         format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
     )
     log = logging.getLogger(service)
-    if service in URL_KEYS:
-        upgrade(service)
-        log.info("schema %s migrated", service)
+    schema = schema or service
+    if schema in URL_KEYS:
+        upgrade(schema)
+        log.info("schema %s migrated", schema)
     config = nameko_config(service)
     topology.declare(config["AMQP_URI"])
     runner = ServiceRunner(config)

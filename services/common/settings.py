@@ -41,6 +41,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RPC_TIMEOUT", "10", "seconds before an RPC is answered with 503"),
     Setting("TOKEN_CACHE_SECONDS", "10", "how long the gateway trusts a checked bearer token"),
     Setting("OUTBOX_POLL_SECONDS", "0.5", "how often the outbox relay looks for unsent events it was not woken for"),
+    Setting("PAYMENT_PROVIDER", "sandbox", "payment provider adapter for deposits and payouts (`sandbox` approves all but magic amounts)"),
+    Setting("MAX_DEPOSIT_CENTS", "1000000", "largest single deposit"),
+    Setting("MIN_PAYOUT_CENTS", "1000", "smallest payout a creator can request"),
     Setting("OUTBOX_RELAY", "on", "`off` keeps a service from relaying its outbox (events wait in the table until a relay runs)"),
     Setting("LOG_LEVEL", "INFO", "log level of every process"),
 )

@@ -18,7 +18,10 @@ from services.common.events import exchange_name
 SOURCES = ("accounts", "clicks", "settlement")
 
 # (source service, event type, subscribing service, handler method)
-SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = ()
+SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("accounts", "budget.changed", "settlement", "on_budget_changed"),
+    ("settlement", "payout.requested", "payouts", "on_payout_requested"),
+)
 
 
 def handler_queue(source: str, event_type: str, service: str, method: str) -> Queue:

@@ -16,7 +16,9 @@ from services.gateway import errors, metrics
 from services.gateway.auth import TokenCache, bearer_token, token_key
 from services.gateway.oauth import init_oauth
 from services.gateway.rpc import RpcPool
+from services.gateway.views.admin import admin
 from services.gateway.views.api import api
+from services.gateway.views.money import money
 from services.gateway.views.platform import platform
 from services.gateway.views.web import web
 
@@ -100,11 +102,15 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None) -> Fla
     app.extensions["token_cache"] = TokenCache(settings.get_float("TOKEN_CACHE_SECONDS"))
 
     app.register_blueprint(api)
+    app.register_blueprint(money)
+    app.register_blueprint(admin)
     app.register_blueprint(web)
     app.register_blueprint(platform)
 
     csrf = CSRFProtect(app)
     csrf.exempt(api)
+    csrf.exempt(money)
+    csrf.exempt(admin)
     csrf.exempt(platform)
     init_oauth(app)
     csrf.exempt("services.gateway.views.web.issue_token")

@@ -1,17 +1,192 @@
-"""The settlement service. The ledger, deposits, payouts and the period batch arrive with their
-issues; for now it owns its schema and answers health checks."""
-from sqlalchemy import select
+"""The settlement service: the ledger, wallets and means, deposits, revenue, payouts and adjustments."""
+from __future__ import annotations
+
+from nameko.dependency_providers import Config
+from nameko.events import event_handler
+from nameko.extensions import DependencyProvider
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from services.common.db import Database
+from services.common.errors import Conflict, InvalidParameters, NotFound, PaymentDeclined, ProviderError
+from services.common.money import Money
+from services.common.outbox import Outbox
 from services.common.rpc import rpc
+from services.settlement import ledger, money_flows, rules
+from services.settlement.models import Deposit, Payout, outbox
+from services.settlement.providers import provider_for
+
+USER_ACCOUNT_KINDS = ("wallet", "revenue")
+
+
+class PaymentProvider(DependencyProvider):
+    """The configured payment-provider adapter (``PAYMENT_PROVIDER``)."""
+
+    def setup(self):
+        config = self.container.config
+        self.provider = provider_for(config.get("PAYMENT_PROVIDER", "sandbox"), config["SETTLEMENT_DATABASE_URL"])
+
+    def get_dependency(self, worker_ctx):
+        return self.provider
+
+
+def first_seen(session, event: dict, handler: str) -> bool:
+    """Record that ``handler`` processed ``event``; False when it already had (a redelivery)."""
+    inserted = session.execute(
+        text(
+            "INSERT INTO settlement.processed_events (event_id, handler) VALUES (:e, :h) ON CONFLICT DO NOTHING RETURNING event_id"
+        ),
+        {"e": event["event_id"], "h": handler},
+    ).scalar()
+    return inserted is not None
 
 
 class SettlementService:
     name = "settlement"
 
     db = Database("SETTLEMENT_DATABASE_URL")
+    events = Outbox("settlement", "SETTLEMENT_DATABASE_URL", outbox)
+    provider = PaymentProvider()
+    config = Config()
 
     @rpc
     def health(self):
         self.db.execute(select(1))
         return {"service": "settlement", "ok": True}
+
+    # -- replicas fed by events ----------------------------------------------------------------
+
+    @event_handler("accounts", "budget.changed")
+    def on_budget_changed(self, event):
+        if not first_seen(self.db, event, "budget.changed"):
+            return
+        data = event["data"]
+        # a late, older change never overwrites a newer one
+        self.db.execute(
+            text(
+                "INSERT INTO settlement.budgets (user_id, amount, changed_at) VALUES (:u, :a, :t) "
+                "ON CONFLICT (user_id) DO UPDATE SET amount = EXCLUDED.amount, changed_at = EXCLUDED.changed_at "
+                "WHERE settlement.budgets.changed_at < EXCLUDED.changed_at"
+            ),
+            {"u": data["user_id"], "a": data["budget"], "t": event["occurred_at"]},
+        )
+        money_flows.refresh_means(self.db, self.events, data["user_id"])
+        self.db.commit()
+
+    # -- wallets and deposits ------------------------------------------------------------------
+
+    @rpc
+    def wallet(self, user_id):
+        balance = ledger.balance(self.db, "wallet", user_id).cents
+        budget = money_flows.budget_of(self.db, user_id)
+        return {"balance": balance, "budget": budget, "currency": "EUR", "has_means": rules.has_means(budget, balance)}
+
+    def _existing_deposit(self, user_id, key, amount):
+        existing = self.db.scalar(select(Deposit).where(Deposit.user_id == user_id, Deposit.idempotency_key == key))
+        if existing is not None and existing.amount != amount.cents:
+            raise Conflict("this idempotency_key was used for a deposit of another amount")
+        return existing
+
+    @rpc
+    def deposit(self, user_id, amount, idempotency_key):
+        maximum = int(self.config.get("MAX_DEPOSIT_CENTS", 1000000))
+        amount = rules.amount(amount, minimum=1, maximum=maximum)
+        key = rules.idempotency_key(idempotency_key)
+        existing = self._existing_deposit(user_id, key, amount)
+        if existing is not None:
+            return {"deposit": money_flows.deposit_dict(existing), "created": False}
+        result = self.provider.charge(f"deposit-{user_id}-{key}", amount.cents)
+        if result.outcome == "declined":
+            raise PaymentDeclined(result.message or "the payment was declined")
+        if not result.approved:
+            raise ProviderError(result.message or "the payment provider failed")
+        try:
+            deposit = money_flows.record_deposit(self.db, self.events, user_id, amount, key, result)
+            self.db.commit()
+        except IntegrityError:
+            # the same key was recorded by a concurrent request: answer with that deposit
+            self.db.rollback()
+            existing = self._existing_deposit(user_id, key, amount)
+            return {"deposit": money_flows.deposit_dict(existing), "created": False}
+        return {"deposit": money_flows.deposit_dict(deposit), "created": True}
+
+    # -- revenue and payouts -------------------------------------------------------------------
+
+    @rpc
+    def revenue(self, user_id):
+        return {"balance": ledger.balance(self.db, "revenue", user_id).cents, "currency": "EUR", "periods": []}
+
+    @rpc
+    def request_payout(self, user_id, amount, idempotency_key):
+        minimum = int(self.config.get("MIN_PAYOUT_CENTS", 1000))
+        amount = rules.amount(amount, minimum=minimum)
+        key = rules.idempotency_key(idempotency_key)
+        existing = self.db.scalar(select(Payout).where(Payout.user_id == user_id, Payout.idempotency_key == key))
+        if existing is not None:
+            if existing.amount != amount.cents:
+                raise Conflict("this idempotency_key was used for a payout of another amount")
+            return {"payout": money_flows.payout_dict(existing), "created": False}
+        try:
+            payout = money_flows.request_payout(self.db, self.events, user_id, amount, key)
+            self.db.commit()
+        except IntegrityError:
+            self.db.rollback()
+            existing = self.db.scalar(select(Payout).where(Payout.user_id == user_id, Payout.idempotency_key == key))
+            if existing is None or existing.amount != amount.cents:
+                raise Conflict("this idempotency_key was used for a payout of another amount") from None
+            return {"payout": money_flows.payout_dict(existing), "created": False}
+        return {"payout": money_flows.payout_dict(payout), "created": True}
+
+    @rpc
+    def payouts(self, user_id):
+        rows = self.db.scalars(select(Payout).where(Payout.user_id == user_id).order_by(Payout.id.desc()))
+        return [money_flows.payout_dict(p) for p in rows]
+
+    @rpc
+    def payout(self, user_id, payout_id):
+        found = self.db.scalar(select(Payout).where(Payout.id == payout_id, Payout.user_id == user_id))
+        if found is None:
+            # someone else's payout is as invisible as one that does not exist
+            raise NotFound("no such payout")
+        return money_flows.payout_dict(found)
+
+    # -- operators ----------------------------------------------------------------------------------
+
+    @rpc
+    def adjust(self, kind, owner_id, amount, reason, actor, idempotency_key):
+        """An audited correction: moves ``amount`` (negative to take back) between the adjustments
+        account and a reader's wallet or a creator's revenue. The only way money appears outside a deposit."""
+        if kind not in USER_ACCOUNT_KINDS:
+            raise InvalidParameters(f"kind must be one of {', '.join(USER_ACCOUNT_KINDS)}")
+        if not isinstance(owner_id, int) or isinstance(owner_id, bool):
+            raise InvalidParameters("owner_id must be an integer")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
+            raise InvalidParameters("amount must be a non-zero integer number of cents")
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidParameters("an adjustment needs a reason")
+        key = rules.idempotency_key(idempotency_key)
+        target = ledger.account(self.db, kind, owner_id)
+        source = ledger.account(self.db, "adjustments")
+        money = Money(amount)
+        try:
+            posted = ledger.transfer(
+                self.db, "adjustment", f"adjustment:{key}", source, target, money, {"reason": reason, "actor": actor}
+            )
+        except ledger.InsufficientFunds:
+            raise InvalidParameters("the adjustment would make the account negative") from None
+        if posted.created:
+            self.db.execute(
+                text(
+                    "INSERT INTO settlement.adjustments (transaction_id, account_id, amount, reason, actor) "
+                    "VALUES (:t, :a, :m, :r, :actor)"
+                ),
+                {"t": posted.transaction_id, "a": target, "m": amount, "r": reason.strip(), "actor": actor},
+            )
+            if kind == "wallet":
+                money_flows.refresh_means(self.db, self.events, owner_id)
+        self.db.commit()
+        return {"transaction_id": posted.transaction_id, "created": posted.created, "balance": ledger.balance(self.db, kind, owner_id).cents}
+
+    @rpc
+    def ledger_check(self):
+        return ledger.check(self.db)

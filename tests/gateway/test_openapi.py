@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -35,7 +36,7 @@ from schemathesis.generation.overrides import Override
 
 from services.gateway.app import create_app
 from services.gateway.views.platform import load_openapi
-from tests.factories import create_thing, user_with_token
+from tests.factories import PASSWORD, bearer, create_thing, personal_token, user_with_token
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 # Served outside /rest/v2 and documented too; the HTML pages (/, /signup, /login, /apps, /thing/..,
@@ -246,12 +247,17 @@ def test_gateway_keeps_to_its_openapi_document(gateway):
     thing_id = create_thing(gateway, bearer)
     prober = Prober(gateway, bearer, (user["username"], user["password"]))
 
+    # revoking tokens by random ids may revoke the caller's own: that runs last, as someone else
+    _, throwaway_bearer = user_with_token(gateway)
+
     operations = [result.ok() for result in schema.get_all_operations()]
     # DELETE last: a random id may hit the thing the other operations are given by id
-    operations.sort(key=lambda op: op.method.upper() == "DELETE")
+    operations.sort(key=lambda op: (op.method.upper() == "DELETE", op.path.startswith("/rest/v2/user/tokens/")))
     started = time.monotonic()
     for operation in operations:
         method = operation.method.upper()
+        if operation.path.startswith("/rest/v2/user/tokens/"):
+            prober.bearer = throwaway_bearer
         if operation.path == "/rest/v2/things/{id}" and method in ("PATCH", "POST"):
             # bodies checked against a thing the caller owns, so validation (not 404) answers them
             prober.coverage(operation, id=thing_id)
@@ -273,6 +279,83 @@ def test_gateway_keeps_to_its_openapi_document(gateway):
             + f"\n\nstatuses seen:\n{statuses}",
             pytrace=False,
         )
+
+
+def _conforms(base_url: str, schema, label: str, status: int, *, call: dict | None = None, **case_data):
+    """Send one hand-made case; its answer must have ``status`` and keep to the document."""
+    case = schema.find_operation_by_label(label).Case(**case_data)
+    response = case.call(base_url=base_url, timeout=10, **(call or {}))
+    assert response.status_code == status, f"{label}: {response.status_code} {response.text}"
+    case.validate_response(response, checks=POSITIVE_CHECKS, headers=(call or {}).get("headers"))
+    return response
+
+
+def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_factory):
+    """OAuth tokens, missing scopes, found lookups and rate limits, checked against the document."""
+    from tests.gateway.test_web_and_oauth import _register_app, csrf_token, web_sign_up
+
+    schema = schemathesis.openapi.from_dict(load_openapi())
+    user, personal = user_with_token(gateway)
+    thing_id = create_thing(gateway, personal, url="https://example.com/found")
+
+    # a token issued to an OAuth client application
+    browser, web_user = web_sign_up(gateway)
+    web_personal = bearer(personal_token(gateway, {"username": web_user, "password": PASSWORD}))
+    redirect_uri = "https://reader.example/callback"
+    client_id, secret = _register_app(gateway, browser, redirect_uri)
+    query = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": "flattr thing"}
+    consent = browser.get(f"{gateway}/oauth/authorize", params=query)
+    approved = browser.post(
+        f"{gateway}/oauth/authorize", params=query, data={"csrf_token": csrf_token(consent), "confirm": "yes"}, allow_redirects=False
+    )
+    code = parse_qs(urlsplit(approved.headers["Location"]).query)["code"][0]
+    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    form = "application/x-www-form-urlencoded"
+    token = _conforms(gateway, schema, "POST /oauth/token", 200, body=exchange, media_type=form, call={"auth": (client_id, secret)})
+    oauth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    _conforms(gateway, schema, "POST /oauth/token", 400, body=exchange, media_type=form, call={"auth": (client_id, secret)})
+    _conforms(gateway, schema, "POST /oauth/token", 401, body=exchange, media_type=form, call={"auth": (client_id, "wrong")})
+
+    # money endpoints refuse OAuth clients' tokens; the owner sees them listed
+    _conforms(gateway, schema, "GET /rest/v2/user/budget", 403, call={"headers": oauth})
+    _conforms(gateway, schema, "GET /rest/v2/user/tokens", 403, call={"headers": oauth})
+    listed = _conforms(gateway, schema, "GET /rest/v2/user/tokens", 200, call={"headers": web_personal})
+    assert {t["kind"] for t in listed.json()} == {"personal", "oauth"}
+    # the OAuth token has no extendedread/email: the caller's profile has no private fields
+    me = _conforms(gateway, schema, "GET /rest/v2/user", 200, call={"headers": oauth})
+    assert "email" not in me.json()
+
+    # a token without the thing scope
+    _, no_scope = user_with_token(gateway, scope="")
+    body = {"url": "https://example.com/not-allowed", "title": "Not allowed"}
+    _conforms(gateway, schema, "POST /rest/v2/things", 403, body=body, media_type="application/json", call={"headers": no_scope})
+    _conforms(gateway, schema, "PATCH /rest/v2/things/{id}", 403, path_parameters={"id": thing_id}, body={}, media_type="application/json", call={"headers": no_scope})
+    # someone else's thing
+    _, stranger = user_with_token(gateway)
+    _conforms(gateway, schema, "DELETE /rest/v2/things/{id}", 403, path_parameters={"id": thing_id}, call={"headers": stranger})
+    _conforms(gateway, schema, "POST /rest/v2/things", 409, body={**body, "url": "https://example.com/found"}, media_type="application/json", call={"headers": stranger})
+    _conforms(gateway, schema, "GET /rest/v2/things/{id}", 200, path_parameters={"id": str(thing_id)}, call={"headers": stranger})
+
+    # lookups that find the thing, by its URL and by an auto-submit URL
+    found = _conforms(gateway, schema, "GET /rest/v2/things/lookup", 302, query={"url": "https://example.com/found"})
+    assert found.headers["location"][0].endswith(f"/rest/v2/things/{thing_id}")  # schemathesis: lower-case, lists
+    auto = f"https://flattr.example/submit/auto?user_id={user['username']}&url=https%3A%2F%2Fexample.com%2Ffound"
+    _conforms(gateway, schema, "GET /rest/v2/things/lookup", 302, query={"url": auto})
+
+    # rate limits on: the limit reached is a documented 403 with Retry-After
+    limited = gateway_factory(FLATTR_RATE_LIMITS="address=2/minute;signup=1/minute")
+    statuses = [_status_of(limited, "/rest/v2/categories") for _ in range(3)]
+    assert statuses == [200, 200, 403], statuses
+    _conforms(limited, schema, "GET /rest/v2/categories", 403)
+    rate = _conforms(limited, schema, "GET /rest/v2/rate_limit", 200, call={"headers": personal})
+    assert rate.json()["enabled"] is True
+    sign_up = {"username": "limited", "email": "limited@example.com", "password": "long enough"}
+    _conforms(limited, schema, "POST /rest/v2/users", 201, body=sign_up, media_type="application/json")
+    _conforms(limited, schema, "POST /rest/v2/users", 403, body={**sign_up, "username": "limited2"}, media_type="application/json")
+
+
+def _status_of(base_url: str, path: str) -> int:
+    return requests.get(f"{base_url}{path}", timeout=10).status_code
 
 
 # Odd but harmless input that the gateway answers with 500 today. Each is an operation of the

@@ -1,0 +1,52 @@
+"""Operator endpoints under ``/admin``: ``Authorization: Bearer $FLATTR_ADMIN_TOKEN``."""
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, current_app, jsonify
+
+from services.common import settings
+from services.common.errors import UserNotFound
+from services.gateway import params
+from services.gateway.auth import bearer_token
+from services.gateway.errors import ApiError
+
+admin = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def rpc(service: str, method: str, *args, **kwargs):
+    return current_app.extensions["rpc"].call(service, method, *args, **kwargs)
+
+
+@admin.before_request
+def _operators_only():
+    expected = current_app.config.get("FLATTR_ADMIN_TOKEN") or settings.get("FLATTR_ADMIN_TOKEN")
+    if not expected:
+        raise ApiError(403, "forbidden", "the admin endpoints are disabled: FLATTR_ADMIN_TOKEN is not set")
+    given = bearer_token() or ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "unauthorized", "admin endpoints need the admin token", {"WWW-Authenticate": "Bearer"})
+
+
+@admin.get("/ledger/check")
+def ledger_check():
+    result = rpc("settlement", "ledger_check")
+    return jsonify(result), 200 if result["ok"] else 500
+
+
+@admin.post("/adjustments")
+def adjust():
+    """Credit (or, with a negative amount, debit) a user's wallet or revenue, with a reason."""
+    data = params.body()
+    username = params.text(data.get("username"), "username", required=True)
+    account = params.text(data.get("account"), "account", required=True)
+    amount = params.integer(data.get("amount"), "amount")
+    reason = params.text(data.get("reason"), "reason", required=True)
+    key = params.text(data.get("idempotency_key"), "idempotency_key", required=True)
+    actor = params.text(data.get("actor"), "actor") or "admin"
+    try:
+        user = rpc("accounts", "get_user", username=username)
+    except UserNotFound:
+        raise ApiError(404, "not_found", "no such user") from None
+    result = rpc("settlement", "adjust", account, user["id"], amount, reason, actor, key)
+    return jsonify(result), 201 if result["created"] else 200

@@ -1,0 +1,60 @@
+"""The platform's money endpoints: wallet, deposits, revenue, payouts. Personal tokens only."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from services.gateway import params
+from services.gateway.auth import current_caller, require
+
+money = Blueprint("money", __name__, url_prefix="/rest/v2")
+
+
+def rpc(method: str, *args):
+    return current_app.extensions["rpc"].call("settlement", method, *args)
+
+
+def _amount_and_key() -> tuple[int, str]:
+    data = params.body()
+    amount = params.integer(data.get("amount"), "amount")
+    key = params.text(data.get("idempotency_key"), "idempotency_key", required=True)
+    return amount, key
+
+
+@money.get("/user/wallet", strict_slashes=False)
+@require(personal=True)
+def wallet():
+    return jsonify(rpc("wallet", current_caller().user_id))
+
+
+@money.post("/user/deposits", strict_slashes=False)
+@require(personal=True)
+def deposit():
+    amount, key = _amount_and_key()
+    result = rpc("deposit", current_caller().user_id, amount, key)
+    return jsonify(result["deposit"]), 201 if result["created"] else 200
+
+
+@money.get("/user/revenue", strict_slashes=False)
+@require(personal=True)
+def revenue():
+    return jsonify(rpc("revenue", current_caller().user_id))
+
+
+@money.post("/user/payouts", strict_slashes=False)
+@require(personal=True)
+def request_payout():
+    amount, key = _amount_and_key()
+    result = rpc("request_payout", current_caller().user_id, amount, key)
+    return jsonify(result["payout"]), 202 if result["created"] else 200
+
+
+@money.get("/user/payouts", strict_slashes=False)
+@require(personal=True)
+def payouts():
+    return jsonify(rpc("payouts", current_caller().user_id))
+
+
+@money.get("/user/payouts/<int:payout_id>")
+@require(personal=True)
+def payout(payout_id):
+    return jsonify(rpc("payout", current_caller().user_id, payout_id))

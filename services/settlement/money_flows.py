@@ -1,0 +1,120 @@
+"""The money movements other than the period split: deposits, payouts, adjustments, means.
+
+Functions on a session plus the outbox recorder, shared by the settlement service and the
+payouts worker; each leaves committing to its caller.
+"""
+from __future__ import annotations
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from services.common.errors import InvalidParameters
+from services.common.money import Money
+from services.settlement import ledger, rules
+from services.settlement.models import Budget, Deposit, Payout
+from services.settlement.providers import ProviderResult
+
+
+def _unix(ts) -> int | None:
+    return int(ts.timestamp()) if ts is not None else None
+
+
+def deposit_dict(deposit: Deposit) -> dict:
+    return {
+        "id": deposit.id,
+        "amount": deposit.amount,
+        "currency": "EUR",
+        "idempotency_key": deposit.idempotency_key,
+        "state": "completed",
+        "created_at": _unix(deposit.created_at),
+    }
+
+
+def payout_dict(payout: Payout) -> dict:
+    out = {
+        "id": payout.id,
+        "amount": payout.amount,
+        "currency": "EUR",
+        "idempotency_key": payout.idempotency_key,
+        "state": payout.state,
+        "created_at": _unix(payout.created_at),
+        "updated_at": _unix(payout.updated_at),
+    }
+    if payout.state == "failed":
+        out["reason"] = payout.reason
+    return out
+
+
+def budget_of(session: Session, user_id: int) -> int | None:
+    return session.scalar(select(Budget.amount).where(Budget.user_id == user_id))
+
+
+def refresh_means(session: Session, events, user_id: int) -> bool:
+    """Publish ``means.changed`` when the reader's ability to pay their budget changed."""
+    budget = budget_of(session, user_id)
+    balance = ledger.balance(session, "wallet", user_id).cents
+    now = rules.has_means(budget, balance)
+    session.execute(
+        text("INSERT INTO settlement.means (user_id, has_means) VALUES (:u, false) ON CONFLICT DO NOTHING"), {"u": user_id}
+    )
+    before = session.execute(text("SELECT has_means FROM settlement.means WHERE user_id = :u FOR UPDATE"), {"u": user_id}).scalar()
+    if before != now:
+        session.execute(text("UPDATE settlement.means SET has_means = :m, updated_at = now() WHERE user_id = :u"), {"u": user_id, "m": now})
+        events.record(
+            session, "means.changed", {"user_id": user_id, "has_means": now, "balance": balance, "budget": budget, "currency": "EUR"}
+        )
+    return now
+
+
+def record_deposit(session: Session, events, user_id: int, amount: Money, key: str, result: ProviderResult) -> Deposit:
+    wallet = ledger.account(session, "wallet", user_id)
+    clearing = ledger.account(session, "clearing")
+    posted = ledger.transfer(
+        session, "deposit", f"deposit:{user_id}:{key}", clearing, wallet, amount, {"user_id": user_id, "provider_ref": result.reference}
+    )
+    deposit = Deposit(user_id=user_id, amount=amount.cents, idempotency_key=key, provider_ref=result.reference, transaction_id=posted.transaction_id)
+    session.add(deposit)
+    session.flush()
+    refresh_means(session, events, user_id)
+    return deposit
+
+
+def request_payout(session: Session, events, user_id: int, amount: Money, key: str) -> Payout:
+    payout = Payout(user_id=user_id, amount=amount.cents, idempotency_key=key, state="requested")
+    session.add(payout)
+    session.flush()
+    revenue = ledger.account(session, "revenue", user_id)
+    in_flight = ledger.account(session, "payouts_in_flight")
+    try:
+        ledger.transfer(session, "payout_requested", f"payout:{payout.id}:request", revenue, in_flight, amount, {"payout_id": payout.id})
+    except ledger.InsufficientFunds:
+        raise InvalidParameters("the amount is more than your revenue balance") from None
+    session.refresh(payout)
+    events.record(
+        session, "payout.requested", {"payout_id": payout.id, "user_id": user_id, "amount": amount.cents, "currency": "EUR"}
+    )
+    return payout
+
+
+def settle_payout(session: Session, events, payout_id: int, result: ProviderResult) -> Payout | None:
+    """Record what the provider did with a payout, once: later calls find it settled and do nothing."""
+    payout = session.scalar(select(Payout).where(Payout.id == payout_id).with_for_update())
+    if payout is None or payout.state != "requested":
+        return None
+    amount = Money(payout.amount)
+    in_flight = ledger.account(session, "payouts_in_flight")
+    data = {"payout_id": payout.id, "user_id": payout.user_id, "amount": payout.amount, "currency": "EUR"}
+    if result.approved:
+        clearing = ledger.account(session, "clearing")
+        ledger.transfer(session, "payout_completed", f"payout:{payout.id}:complete", in_flight, clearing, amount, {"provider_ref": result.reference})
+        session.execute(update(Payout).where(Payout.id == payout.id).values(state="completed", provider_ref=result.reference, updated_at=text("now()")))
+        events.record(session, "payout.completed", {**data, "provider_ref": result.reference})
+    else:
+        revenue = ledger.account(session, "revenue", payout.user_id)
+        reason = result.message or f"the payment provider answered {result.outcome}"
+        ledger.transfer(session, "payout_failed", f"payout:{payout.id}:return", in_flight, revenue, amount, {"reason": reason})
+        session.execute(update(Payout).where(Payout.id == payout.id).values(state="failed", reason=reason, updated_at=text("now()")))
+        events.record(session, "payout.failed", {**data, "reason": reason})
+    session.flush()
+    session.refresh(payout)
+    return payout

@@ -1,0 +1,191 @@
+"""Money in and out over HTTP: deposits, wallets and means, revenue, payouts, the admin endpoints."""
+import uuid
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from tests.factories import ADMIN, credit_revenue, deposit, eventually, ledger_check, user_with_token
+
+
+def wallet(base, headers):
+    response = requests.get(f"{base}/rest/v2/user/wallet", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_deposit_funds_the_wallet_and_means_follow_the_budget(gateway):
+    _, headers = user_with_token(gateway)
+    assert wallet(gateway, headers) == {"balance": 0, "budget": None, "currency": "EUR", "has_means": False}
+    answer = deposit(gateway, headers, 1500)
+    assert answer.status_code == 201
+    assert answer.json()["amount"] == 1500 and answer.json()["state"] == "completed"
+    assert wallet(gateway, headers)["balance"] == 1500
+    assert wallet(gateway, headers)["has_means"] is False  # no budget yet
+    requests.put(f"{gateway}/rest/v2/user/budget", json={"amount": 1000}, headers=headers)
+    assert eventually(lambda: wallet(gateway, headers)["has_means"])
+    assert wallet(gateway, headers)["budget"] == 1000
+    requests.put(f"{gateway}/rest/v2/user/budget", json={"amount": 2000}, headers=headers)
+    assert eventually(lambda: not wallet(gateway, headers)["has_means"])
+    ledger_check(gateway)
+
+
+def test_same_idempotency_key_records_one_deposit(gateway, db):
+    _, headers = user_with_token(gateway)
+    first = deposit(gateway, headers, 700, key="order-1")
+    again = deposit(gateway, headers, 700, key="order-1")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json() == again.json()
+    other_amount = deposit(gateway, headers, 800, key="order-1")
+    assert other_amount.status_code == 409
+    assert wallet(gateway, headers)["balance"] == 700
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM settlement.deposits")).scalar() == 1
+    ledger_check(gateway)
+
+
+@pytest.mark.parametrize("amount, status, code", [(513, 402, "payment_declined"), (1066, 502, "provider_error")])
+def test_refused_deposits_write_nothing(gateway, db, amount, status, code):
+    _, headers = user_with_token(gateway)
+    answer = deposit(gateway, headers, amount)
+    assert answer.status_code == status
+    assert answer.json()["error"] == code
+    assert wallet(gateway, headers)["balance"] == 0
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM settlement.deposits")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM settlement.postings")).scalar() == 0
+    ledger_check(gateway)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount": 0, "idempotency_key": "k"},
+        {"amount": -100, "idempotency_key": "k"},
+        {"amount": 12.5, "idempotency_key": "k"},
+        {"amount": "lots", "idempotency_key": "k"},
+        {"amount": 1000001, "idempotency_key": "k"},
+        {"amount": 10**30, "idempotency_key": "k"},
+        {"amount": 100},
+        {"idempotency_key": "k"},
+        {"amount": 100, "idempotency_key": ""},
+        {"amount": 100, "idempotency_key": "x" * 101},
+        {"amount": True, "idempotency_key": "k"},
+    ],
+)
+def test_bad_deposits_are_4xx_and_write_nothing(gateway, db, body):
+    _, headers = user_with_token(gateway)
+    answer = requests.post(f"{gateway}/rest/v2/user/deposits", json=body, headers=headers)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.json()["error"] in ("invalid_parameters", "invalid_request")
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM settlement.transactions")).scalar() == 0
+
+
+def test_deposits_by_form(gateway):
+    _, headers = user_with_token(gateway)
+    assert requests.post(f"{gateway}/rest/v2/user/deposits", data={"amount": "250", "idempotency_key": "f1"}, headers=headers).status_code == 201
+    assert wallet(gateway, headers)["balance"] == 250
+
+
+def test_payout_of_adjusted_revenue_completes(gateway):
+    creator, headers = user_with_token(gateway)
+    credit_revenue(gateway, creator["username"], 5000)
+    revenue = requests.get(f"{gateway}/rest/v2/user/revenue", headers=headers).json()
+    assert revenue == {"balance": 5000, "currency": "EUR", "periods": []}
+    answer = requests.post(f"{gateway}/rest/v2/user/payouts", json={"amount": 3000, "idempotency_key": "p1"}, headers=headers)
+    assert answer.status_code == 202
+    payout = answer.json()
+    assert payout["state"] in ("requested", "completed") and payout["amount"] == 3000
+    assert requests.get(f"{gateway}/rest/v2/user/revenue", headers=headers).json()["balance"] == 2000
+
+    def completed():
+        state = requests.get(f"{gateway}/rest/v2/user/payouts/{payout['id']}", headers=headers).json()["state"]
+        return state == "completed"
+
+    assert eventually(completed)
+    listed = requests.get(f"{gateway}/rest/v2/user/payouts", headers=headers).json()
+    assert [(p["id"], p["state"]) for p in listed] == [(payout["id"], "completed")]
+    totals = ledger_check(gateway)["totals"]
+    assert totals["paid_out"] == 3000 and totals["revenue"] == 2000 and totals["payouts_in_flight"] == 0
+
+
+def test_failed_payout_returns_the_money_to_revenue(gateway):
+    creator, headers = user_with_token(gateway)
+    credit_revenue(gateway, creator["username"], 5000)
+    payout = requests.post(f"{gateway}/rest/v2/user/payouts", json={"amount": 1013, "idempotency_key": "p-fail"}, headers=headers).json()
+
+    def settled():
+        found = requests.get(f"{gateway}/rest/v2/user/payouts/{payout['id']}", headers=headers).json()
+        return found if found["state"] != "requested" else None
+
+    final = eventually(settled)
+    assert final["state"] == "failed" and "declined" in final["reason"]
+    assert requests.get(f"{gateway}/rest/v2/user/revenue", headers=headers).json()["balance"] == 5000
+    ledger_check(gateway)
+
+
+@pytest.mark.parametrize("amount", [999, 6001, 0, -1000, "1000x", None])
+def test_payouts_below_the_minimum_or_above_revenue_are_refused(gateway, db, amount):
+    creator, headers = user_with_token(gateway)
+    credit_revenue(gateway, creator["username"], 6000)
+    answer = requests.post(f"{gateway}/rest/v2/user/payouts", json={"amount": amount, "idempotency_key": "p"}, headers=headers)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_parameters"
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM settlement.payouts")).scalar() == 0
+    assert requests.get(f"{gateway}/rest/v2/user/revenue", headers=headers).json()["balance"] == 6000
+
+
+def test_someone_elses_payout_is_not_found(gateway):
+    alice, alice_headers = user_with_token(gateway)
+    _, bob_headers = user_with_token(gateway)
+    credit_revenue(gateway, alice["username"], 2000)
+    payout = requests.post(f"{gateway}/rest/v2/user/payouts", json={"amount": 1000, "idempotency_key": "a"}, headers=alice_headers).json()
+    assert requests.get(f"{gateway}/rest/v2/user/payouts/{payout['id']}", headers=bob_headers).status_code == 404
+    assert requests.get(f"{gateway}/rest/v2/user/payouts", headers=bob_headers).json() == []
+
+
+def test_admin_endpoints_need_the_admin_token(gateway, gateway_factory):
+    assert requests.get(f"{gateway}/admin/ledger/check").status_code == 401
+    assert requests.get(f"{gateway}/admin/ledger/check", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    _, headers = user_with_token(gateway)
+    assert requests.get(f"{gateway}/admin/ledger/check", headers=headers).status_code == 401
+    disabled = gateway_factory(FLATTR_ADMIN_TOKEN="")
+    assert requests.get(f"{disabled}/admin/ledger/check", headers=ADMIN).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "x", "account": "revenue", "amount": 100, "idempotency_key": "k"},
+        {"username": "x", "account": "fees", "amount": 100, "reason": "why", "idempotency_key": "k"},
+        {"username": "x", "account": "revenue", "amount": 0, "reason": "why", "idempotency_key": "k"},
+        {"username": "x", "account": "revenue", "amount": -100, "reason": "more than there is", "idempotency_key": "k"},
+    ],
+)
+def test_bad_adjustments_are_refused(gateway, body):
+    user, _ = user_with_token(gateway)
+    body = dict(body, username=user["username"])
+    answer = requests.post(f"{gateway}/admin/adjustments", json=body, headers=ADMIN)
+    assert answer.status_code == 400, answer.text
+    assert ledger_check(gateway)["totals"]["adjustments"] == 0
+
+
+def test_money_endpoints_need_a_token(gateway):
+    for method, path in [("get", "wallet"), ("post", "deposits"), ("get", "revenue"), ("post", "payouts"), ("get", "payouts")]:
+        assert getattr(requests, method)(f"{gateway}/rest/v2/user/{path}").status_code == 401
+
+
+def test_ledger_check_answers_500_when_the_books_are_wrong(gateway, db):
+    creator, _ = user_with_token(gateway)
+    credit_revenue(gateway, creator["username"], 1000)
+    # break the books behind the ledger's back, as only a superuser with triggers off could
+    with db.begin() as conn:
+        conn.execute(text("ALTER TABLE settlement.ledger_accounts DISABLE TRIGGER ledger_balance_guard"))
+        conn.execute(text("UPDATE settlement.ledger_accounts SET balance = balance + 1 WHERE kind = 'revenue'"))
+        conn.execute(text("ALTER TABLE settlement.ledger_accounts ENABLE TRIGGER ledger_balance_guard"))
+    answer = requests.get(f"{gateway}/admin/ledger/check", headers=ADMIN)
+    assert answer.status_code == 500
+    failures = " ".join(answer.json()["failures"])
+    assert "sum to 1" in failures and "differ from the sum of their postings" in failures
