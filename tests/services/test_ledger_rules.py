@@ -1,0 +1,159 @@
+"""The ledger's rules hold in the database itself, whoever writes, and its check finds breaks."""
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from services.common.errors import InvalidParameters
+from services.common.money import Money
+from services.common.outbox import record
+from services.settlement import ledger, money_flows
+from services.settlement.models import outbox
+from services.settlement.providers import ProviderResult, sandbox_outcome
+
+
+class OutboxRecorder:
+    """The outbox as the services use it, without a running service."""
+
+    def record(self, session, event_type, data):
+        return record(session, outbox, event_type, data)
+
+
+def test_database_refuses_unbalanced_transactions(db):
+    with Session(db) as session:
+        wallet, clearing = ledger.account(session, "wallet", 1), ledger.account(session, "clearing")
+        session.commit()
+        session.execute(text("INSERT INTO settlement.transactions (kind, idempotency_key) VALUES ('x', 'k')"))
+        with pytest.raises(DBAPIError, match="does not balance"):
+            session.execute(
+                text("INSERT INTO settlement.postings (transaction_id, account_id, amount) "
+                     "SELECT id, :w, 500 FROM settlement.transactions UNION ALL SELECT id, :c, -499 FROM settlement.transactions"),
+                {"w": wallet, "c": clearing},
+            )
+
+
+def test_database_refuses_negative_wallets_and_changes_to_history(db):
+    with Session(db) as session:
+        money_flows.record_deposit(session, OutboxRecorder(), 1, Money(500), "d1", ProviderResult("approved", "ref"))
+        wallet, clearing = ledger.account(session, "wallet", 1), ledger.account(session, "clearing")
+        with pytest.raises(ledger.InsufficientFunds):
+            ledger.transfer(session, "spend", "s1", wallet, clearing, Money(501))
+        session.commit()
+        for statement in (
+            "UPDATE settlement.postings SET amount = amount + 1",
+            "DELETE FROM settlement.postings",
+            "DELETE FROM settlement.transactions",
+            "UPDATE settlement.ledger_accounts SET balance = 1000000",
+        ):
+            with pytest.raises(DBAPIError):
+                session.execute(text(statement))
+            session.rollback()
+        assert ledger.balance(session, "wallet", 1) == Money(500)
+        assert ledger.check(session)["ok"]
+
+
+def test_posting_is_idempotent_by_key(db):
+    with Session(db) as session:
+        wallet, clearing = ledger.account(session, "wallet", 2), ledger.account(session, "clearing")
+        first = ledger.transfer(session, "deposit", "same-key", clearing, wallet, Money(300))
+        again = ledger.transfer(session, "deposit", "same-key", clearing, wallet, Money(300))
+        assert first.created and not again.created and first.transaction_id == again.transaction_id
+        assert ledger.balance(session, "wallet", 2) == Money(300)
+        with pytest.raises(ledger.UnbalancedTransaction):
+            ledger.post(session, "bad", "k2", [(wallet, Money(1))])
+
+
+@pytest.mark.slow
+def test_random_sequences_of_deposits_payouts_and_failures_keep_the_invariants(database_url):
+    """Hypothesis drives deposits (some declined), adjustments, payout requests (some above the
+    revenue) and payout outcomes (some failing) on the real database; after every step the ledger
+    check holds and every balance equals what the model expects."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(database_url)
+    events = OutboxRecorder()
+    users = st.integers(1, 3)
+
+    class Money_flows(RuleBasedStateMachine):
+        @initialize()
+        def reset(self):
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE settlement.postings DISABLE TRIGGER postings_append_only"))
+                conn.execute(text("ALTER TABLE settlement.transactions DISABLE TRIGGER transactions_append_only"))
+                conn.execute(text(
+                    "TRUNCATE settlement.adjustments, settlement.deposits, settlement.payouts, settlement.postings, "
+                    "settlement.transactions, settlement.ledger_accounts, settlement.means, settlement.outbox CASCADE"
+                ))
+                conn.execute(text("ALTER TABLE settlement.postings ENABLE TRIGGER postings_append_only"))
+                conn.execute(text("ALTER TABLE settlement.transactions ENABLE TRIGGER transactions_append_only"))
+            self.wallets = {u: 0 for u in range(1, 4)}
+            self.revenue = {u: 0 for u in range(1, 4)}
+            self.requested = []
+            self.counter = 0
+
+        def key(self):
+            self.counter += 1
+            return f"k{self.counter}"
+
+        @rule(user=users, amount=st.integers(1, 5000))
+        def deposit(self, user, amount):
+            outcome = sandbox_outcome(amount)
+            with Session(engine) as session:
+                if outcome == "approved":
+                    money_flows.record_deposit(session, events, user, Money(amount), self.key(), ProviderResult("approved", "ref"))
+                    self.wallets[user] += amount
+                session.commit()
+
+        @rule(user=users, amount=st.integers(1, 5000))
+        def credit_revenue(self, user, amount):
+            with Session(engine) as session:
+                target, source = ledger.account(session, "revenue", user), ledger.account(session, "adjustments")
+                ledger.transfer(session, "adjustment", self.key(), source, target, Money(amount))
+                session.commit()
+            self.revenue[user] += amount
+
+        @rule(user=users, amount=st.integers(1, 8000))
+        def request_payout(self, user, amount):
+            with Session(engine) as session:
+                try:
+                    payout_id = money_flows.request_payout(session, events, user, Money(amount), self.key()).id
+                    session.commit()
+                except InvalidParameters:
+                    session.rollback()
+                    assert amount > self.revenue[user]
+                    return
+            assert amount <= self.revenue[user]
+            self.revenue[user] -= amount
+            self.requested.append((payout_id, user, amount))
+
+        @precondition(lambda self: self.requested)
+        @rule(data=st.data(), approved=st.booleans(), twice=st.booleans())
+        def provider_answers(self, data, approved, twice):
+            payout_id, user, amount = self.requested.pop(data.draw(st.integers(0, len(self.requested) - 1)))
+            result = ProviderResult("approved" if approved else "declined", f"payout-{payout_id}", "declined")
+            for _ in range(2 if twice else 1):  # a redelivered outcome changes nothing
+                with Session(engine) as session:
+                    money_flows.settle_payout(session, events, payout_id, result)
+                    session.commit()
+            if not approved:
+                self.revenue[user] += amount
+
+
+        @invariant()
+        def books_hold(self):
+            with Session(engine) as session:
+                checked = ledger.check(session)
+                assert checked["ok"], checked["failures"]
+                for user in range(1, 4):
+                    assert ledger.balance(session, "wallet", user).cents == self.wallets[user]
+                    assert ledger.balance(session, "revenue", user).cents == self.revenue[user]
+
+    Money_flows.TestCase.settings = settings(max_examples=30, stateful_step_count=15, deadline=None,
+                                             suppress_health_check=list(HealthCheck), derandomize=True)
+    try:
+        Money_flows.TestCase().runTest()
+    finally:
+        engine.dispose()
