@@ -28,6 +28,12 @@ SECRET_TEMPLATE = K8S_DIR / "secret.yaml.example"
 
 APP_SERVICES = ("accounts", "clicks", "settlement")  # nameko services, each with its own schema
 DB_URL_KEY = {name: f"{name.upper()}_DATABASE_URL" for name in APP_SERVICES}
+# processes that are not a schema's owner: the payouts worker works on the settlement schema
+WORKERS = ("payouts",)
+DB_URL_KEY["payouts"] = "SETTLEMENT_DATABASE_URL"
+PROCESSES = (*APP_SERVICES, *WORKERS)
+COMMANDS = {name: f"services.{name}" for name in (*APP_SERVICES, "gateway")}
+COMMANDS["payouts"] = "services.settlement.run_payouts"
 SECRET_KEYS = ("FLATTR_ADMIN_TOKEN", "FLATTR_SECRET_KEY")
 # The oldest Kubernetes minor we claim to support, and the newest the pinned validator knows.
 K8S_MIN_VERSION = "1.30"
@@ -175,7 +181,7 @@ def test_compose_interpolation_helper():
 
 def test_every_compose_service_has_a_healthcheck():
     services = _load_compose()["services"]
-    assert set(services) == {"rabbitmq", "postgres", *APP_SERVICES, "gateway"}
+    assert set(services) == {"rabbitmq", "postgres", *PROCESSES, "gateway"}
     for name, svc in services.items():
         check = svc.get("healthcheck")
         assert check and check.get("test") and not check.get("disable"), name
@@ -196,19 +202,19 @@ def test_infrastructure_images_and_probes():
 def test_app_services_share_one_image_built_from_the_dockerfile():
     services = _load_compose()["services"]
     images = set()
-    for name in (*APP_SERVICES, "gateway"):
+    for name in (*PROCESSES, "gateway"):
         svc = services[name]
         assert svc["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}, name
         assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file()
         images.add(svc["image"])
-        assert svc["command"] == ["python", "-m", f"services.{name}"], name
-        assert (ROOT / "services" / name).is_dir(), name
+        assert svc["command"] == ["python", "-m", COMMANDS[name]], name
+        assert (ROOT / (COMMANDS[name].replace(".", "/") + ".py")).is_file() or (ROOT / "services" / name).is_dir(), name
     assert len(images) == 1, "one image, built once, for every process"
 
 
 def test_app_services_wait_for_healthy_dependencies():
     services = _load_compose()["services"]
-    for name in (*APP_SERVICES, "gateway"):
+    for name in (*PROCESSES, "gateway"):
         deps = services[name]["depends_on"]
         for dep in ("rabbitmq", "postgres"):
             assert deps[dep]["condition"] == "service_healthy", (name, dep)
@@ -236,7 +242,7 @@ def test_clicks_can_be_scaled():
 
 def test_each_app_service_gets_the_broker_and_only_its_own_database():
     services = _load_compose()["services"]
-    for name in APP_SERVICES:
+    for name in PROCESSES:
         env = services[name]["environment"]
         assert env["AMQP_URI"].startswith("amqp://") and "@rabbitmq:5672/" in env["AMQP_URI"], name
         url = env[DB_URL_KEY[name]]
@@ -259,7 +265,7 @@ def test_compose_environment_names_are_declared_settings():
     from services.common import settings
 
     declared = {s.name for s in settings.SETTINGS}
-    for name in (*APP_SERVICES, "gateway"):
+    for name in (*PROCESSES, "gateway"):
         unknown = set(_load_compose()["services"][name]["environment"]) - declared
         assert not unknown, f"{name}: {unknown} not in services/common/settings.py"
 
@@ -403,7 +409,7 @@ def test_kubernetes_validation_is_not_vacuous(k8s_versions):
 
 def test_clicks_is_its_own_independently_scaled_deployment():
     deployments = _k8s("Deployment")
-    assert set(deployments) == {*APP_SERVICES, "gateway"}
+    assert set(deployments) == {*PROCESSES, "gateway"}
     clicks = deployments["clicks"]
     assert clicks["spec"]["replicas"] == 3
     (container,) = clicks["spec"]["template"]["spec"]["containers"]
@@ -425,11 +431,11 @@ def test_deployments_are_consistent_and_probed():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         (container,) = pod["containers"]
         image.add(container["image"])
-        assert container["command"] == ["python", "-m", f"services.{name}"], name
+        assert container["command"] == ["python", "-m", COMMANDS[name]], name
         assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
         for probe in ("readinessProbe", "livenessProbe"):
             assert probe in container, (name, probe)
-        if name in APP_SERVICES:
+        if name in PROCESSES:
             assert container["readinessProbe"]["exec"]["command"] == [
                 "python", "-m", "services.common.healthcheck", name,
             ]
@@ -461,7 +467,7 @@ def test_settings_come_from_the_configmap_and_the_secret():
             secret_env[var["name"]] = ref["key"]
         assert secret_env.get("AMQP_URI") == "AMQP_URI", name
         db_keys = {k for k in secret_env if k.endswith("_DATABASE_URL")}
-        if name in APP_SERVICES:
+        if name in PROCESSES:
             assert db_keys == {DB_URL_KEY[name]}, f"{name} gets its own database URL and no other"
         else:
             assert not db_keys and {*SECRET_KEYS} <= set(secret_env), name
