@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.factories import PASSWORD, bearer
+from tests.factories import PASSWORD, bearer, eventually
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,6 +43,7 @@ def dev_stack(infra, vhost, tmp_path):
         SETTLEMENT_DATABASE_URL=url,
         GATEWAY_PORT=str(port),
         FLATTR_RATE_LIMITS="off",
+        FLATTR_ADMIN_TOKEN="dev-admin",
     )
     log = open(tmp_path / "dev.log", "w")
     # its own session, like a terminal's job: the test signals that group as a user's Ctrl-C would
@@ -81,6 +82,23 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
     assert created.status_code == 201
     # the session cookie works across the gateway's worker processes (one secret for all of them)
     assert requests.get(f"{base}/signup").status_code == 200
+
+    # money: a deposit covers the budget; a creator paid through an adjustment is paid out
+    deposit = requests.post(f"{base}/rest/v2/user/deposits", data={"amount": "1200", "idempotency_key": "dev-1"}, headers=bearer(token))
+    assert deposit.status_code == 201
+    wallet = eventually(lambda: (w := requests.get(f"{base}/rest/v2/user/wallet", headers=bearer(token)).json())["has_means"] and w)
+    assert wallet == {"balance": 1200, "budget": 500, "currency": "EUR", "has_means": True}
+    admin = {"Authorization": "Bearer dev-admin"}
+    credit = {"username": "devuser", "account": "revenue", "amount": 2500, "reason": "demo revenue", "idempotency_key": "dev-rev"}
+    assert requests.post(f"{base}/admin/adjustments", json=credit, headers=admin).status_code == 201
+    payout = requests.post(f"{base}/rest/v2/user/payouts", json={"amount": 2000, "idempotency_key": "dev-p"}, headers=bearer(token))
+    assert payout.status_code == 202
+    assert eventually(
+        lambda: requests.get(f"{base}/rest/v2/user/payouts/{payout.json()['id']}", headers=bearer(token)).json()["state"] == "completed",
+        timeout=10,
+    )
+    check = requests.get(f"{base}/admin/ledger/check", headers=admin)
+    assert check.status_code == 200 and check.json()["totals"]["paid_out"] == 2000
 
     stop_sent = time.monotonic()
     os.killpg(process.pid, signal.SIGTERM)
