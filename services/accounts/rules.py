@@ -48,6 +48,8 @@ PROFILE_FIELDS = {"firstname": 100, "lastname": 100, "avatar": 2000, "about": 10
 def _text(value, field: str) -> str:
     if not isinstance(value, str):
         raise InvalidParameters(f"{field} must be a string")
+    if not is_storable(value):
+        raise InvalidParameters(f"{field} is not valid text")
     return value
 
 
@@ -193,7 +195,10 @@ class AutoSubmit:
 
 def parse_auto_submit(url: str) -> AutoSubmit | None:
     """An auto-submit URL (``.../submit/auto?user_id=U&url=...``) or None for any other URL."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
     if not parts.path.rstrip("/").endswith("/submit/auto"):
         return None
     query = parse_qs(parts.query, keep_blank_values=True)
@@ -233,6 +238,17 @@ def parse_tag_query(value: str) -> TagQuery:
     if not groups:
         raise InvalidParameters("tags must name at least one tag")
     return TagQuery(tuple(groups))
+
+
+def is_storable(value) -> bool:
+    """Text PostgreSQL can store: no NUL, no lone surrogate."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def title_from_url(url: str) -> str:

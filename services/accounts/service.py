@@ -114,7 +114,7 @@ class AccountsService:
 
     @rpc
     def authenticate_password(self, username, password):
-        if not isinstance(username, str) or not isinstance(password, str):
+        if not rules.is_storable(username) or not rules.is_storable(password):
             raise Unauthorized("username and password required")
         user = self.db.scalar(select(User).where(User.username == username))
         stored = user.password_hash if user else _DUMMY_HASH
@@ -128,6 +128,8 @@ class AccountsService:
 
     @rpc
     def get_user(self, username=None, user_id=None):
+        if username is not None and not rules.is_storable(username):
+            raise UserNotFound("no such user")
         query = select(User).where(User.username == username) if username is not None else select(User).where(User.id == user_id)
         user = self.db.scalar(query)
         if user is None:
@@ -225,6 +227,8 @@ class AccountsService:
 
     @rpc
     def get_client(self, client_id):
+        if not rules.is_storable(client_id):
+            raise NotFound("no such client")
         client = self.db.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
         if client is None:
             raise NotFound("no such client")
@@ -232,6 +236,8 @@ class AccountsService:
 
     @rpc
     def check_client_secret(self, client_id, secret):
+        if not rules.is_storable(client_id) or not rules.is_storable(secret):
+            return False
         client = self.db.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
         return bool(client and isinstance(secret, str) and hmac.compare_digest(client.secret_hash, _digest(secret)))
 
@@ -404,6 +410,8 @@ class AccountsService:
         """The live thing registered at ``url``; an auto-submit URL is looked up by its target URL."""
         if not isinstance(url, str) or not url:
             raise InvalidParameters("url is required")
+        if not rules.is_storable(url):
+            raise NotFound("no thing has this url")
         auto = rules.parse_auto_submit(url)
         target = auto.url if auto else url
         thing_id = self.db.scalar(select(Thing.id).where(Thing.url == target, Thing.deleted_at.is_(None)))
@@ -416,7 +424,10 @@ class AccountsService:
         if not isinstance(params, dict):
             raise InvalidParameters("params must be an object")
         page, count = _page(params.get("page"), params.get("count"))
-        query = select(Thing).where(Thing.deleted_at.is_(None), or_(Thing.hidden.is_(False), Thing.owner_id == viewer_id))
+        visible = Thing.hidden.is_(False)
+        if viewer_id is not None:
+            visible = or_(visible, Thing.owner_id == viewer_id)
+        query = select(Thing).where(Thing.deleted_at.is_(None), visible)
         text_query = params.get("query")
         if text_query:
             pattern = "%" + text_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -441,8 +452,9 @@ class AccountsService:
                     raise InvalidParameters(f"unknown {name}")
                 query = query.where(getattr(Thing, name).in_(values))
         if params.get("user"):
-            owner = self.db.scalar(select(User.id).where(User.username == params["user"]))
-            query = query.where(Thing.owner_id == owner)
+            owner = self.db.scalar(select(User.id).where(User.username == params["user"])) if rules.is_storable(params["user"]) else None
+            # an unknown user owns nothing (and never matches the unclaimed things)
+            query = query.where(Thing.owner_id == owner) if owner is not None else query.where(False)
         sort = params.get("sort") or "relevance"
         if sort not in ("trend", "flattrs", "flattrs_month", "flattrs_week", "flattrs_day", "relevance"):
             raise InvalidParameters("unknown sort")

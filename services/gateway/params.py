@@ -1,10 +1,15 @@
 """Reading request input the way Flattr clients send it: JSON or form bodies, loose booleans."""
 from __future__ import annotations
 
+import re
+
 from flask import request
 
 from services.gateway.errors import ApiError
 
+# ASCII digits only: str.isdigit() also accepts superscripts that int() refuses
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+MAX_INTEGER = 10**15
 _TRUE = {"true", "1", "True", "TRUE"}
 _FALSE = {"false", "0", "False", "FALSE"}
 
@@ -50,10 +55,12 @@ def integer(value, field: str, *, default=None, minimum=None, maximum=None):
         raise ApiError(400, "invalid_parameters", f"{field} must be an integer")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 18:
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         number = int(value.strip())
     else:
         raise ApiError(400, "invalid_parameters", f"{field} must be an integer")
+    if abs(number) > MAX_INTEGER:
+        raise ApiError(400, "invalid_parameters", f"{field} is out of range")
     if minimum is not None and number < minimum:
         raise ApiError(400, "invalid_parameters", f"{field} must be at least {minimum}")
     if maximum is not None and number > maximum:
@@ -68,8 +75,17 @@ def text(value, field: str, *, required=False):
         return None
     if not isinstance(value, str):
         raise ApiError(400, "invalid_parameters", f"{field} must be a string")
+    return clean(value, field)
+
+
+def clean(value: str, field: str) -> str:
+    """Text the database can store: no NUL characters, no lone UTF-16 surrogates."""
     if "\x00" in value:
         raise ApiError(400, "invalid_parameters", f"{field} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_parameters", f"{field} is not valid text") from None
     return value
 
 

@@ -10,12 +10,16 @@ def has_means(budget: int | None, wallet_balance: int) -> bool:
     return budget is not None and wallet_balance >= budget
 
 
-def amount(value, *, minimum: int, maximum: int | None = None, field: str = "amount") -> Money:
+# far above any real amount, far below PostgreSQL's bigint limit
+MAX_CENTS = 10**15
+
+
+def amount(value, *, minimum: int, maximum: int = MAX_CENTS, field: str = "amount") -> Money:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidParameters(f"{field} must be an integer number of cents")
     if value < minimum:
         raise InvalidParameters(f"{field} must be at least {minimum} cents")
-    if maximum is not None and value > maximum:
+    if value > maximum:
         raise InvalidParameters(f"{field} must be at most {maximum} cents")
     return Money(value)
 

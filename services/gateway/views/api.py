@@ -1,6 +1,7 @@
 """The Flattr REST API v2 (``/rest/v2``) and the platform's account endpoints."""
 from __future__ import annotations
 
+import re
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -37,7 +38,7 @@ def _thing_fields(data: dict) -> dict:
 
 def _parse_ids(ids: str) -> list[int]:
     parts = [p for p in ids.split(",") if p.strip()]
-    if not parts or len(parts) > MAX_IDS or not all(p.strip().isdigit() and len(p.strip()) <= 18 for p in parts):
+    if not parts or len(parts) > MAX_IDS or not all(re.fullmatch(r"[0-9]{1,18}", p.strip()) for p in parts):
         raise ApiError(400, "invalid_parameters", f"ids are 1 to {MAX_IDS} comma-separated integers")
     return [int(p) for p in parts]
 
@@ -122,8 +123,8 @@ def patch_thing(thing_id):
 @require("thing")
 def post_thing(thing_id):
     # Flattr clients that cannot send PATCH post with _method=patch
-    method = (request.form.get("_method") or request.args.get("_method") or (params.body().get("_method") or "")).lower()
-    if method != "patch":
+    method = request.form.get("_method") or request.args.get("_method") or params.body().get("_method")
+    if not isinstance(method, str) or method.lower() != "patch":
         raise ApiError(405, "method_not_allowed", "POST to a thing needs _method=patch")
     return _update_thing(thing_id)
 
@@ -191,7 +192,7 @@ def sign_up():
 @api.post("/user/tokens", strict_slashes=False)
 def create_token():
     auth = request.authorization
-    if auth is None or auth.type != "basic" or not auth.username or auth.password is None:
+    if auth is None or auth.type != "basic" or not auth.username or auth.password is None or "\x00" in auth.username + auth.password:
         raise ApiError(401, "unauthorized", "sign in with HTTP Basic username:password", {"WWW-Authenticate": 'Basic realm="flattr"'})
     try:
         user = rpc("accounts", "authenticate_password", auth.username, auth.password)
