@@ -22,12 +22,13 @@ from services.common.migrate import URL_KEYS, ensure_database, upgrade
 PROCESSES = {
     "accounts": [sys.executable, "-m", "services.accounts"],
     "clicks": [sys.executable, "-m", "services.clicks"],
+    "click-worker": [sys.executable, "-m", "services.clicks.worker"],
     "settlement": [sys.executable, "-m", "services.settlement"],
     "payouts": [sys.executable, "-m", "services.settlement.run_payouts"],
     "gateway": [sys.executable, "-m", "services.gateway"],
 }
 STOP_GRACE_SECONDS = 2.0
-COLOURS = {"accounts": 32, "clicks": 33, "settlement": 35, "payouts": 34, "gateway": 36, "dev": 37}
+COLOURS = {"accounts": 32, "clicks": 33, "click-worker": 93, "settlement": 35, "payouts": 34, "gateway": 36, "dev": 37}
 
 
 def say(name: str, line: str) -> None:

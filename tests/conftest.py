@@ -193,13 +193,38 @@ def start_services(service_config, vhost):
 
 
 @pytest.fixture
-def all_services(start_services):
+def start_click_worker(service_config, vhost):
+    """``start_click_worker(**settings)`` runs a click worker in a green thread; returns it."""
+    from services.clicks.worker import ClickWorker
+
+    workers = []
+
+    def start(batch_size=100, batch_wait_ms=5):
+        worker = ClickWorker(service_config["AMQP_URI"], service_config["CLICKS_DATABASE_URL"], batch_size, batch_wait_ms)
+        thread = eventlet.spawn(worker.run)
+        workers.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, _ in workers:
+        worker.stop()
+    if workers:
+        vhost.delete()  # closes their connections at once
+    for _, thread in workers:
+        with eventlet.Timeout(10, False):
+            thread.wait()
+
+
+@pytest.fixture
+def all_services(start_services, start_click_worker):
     from services.accounts.service import AccountsService
     from services.clicks.service import ClicksService
     from services.settlement.payouts import PayoutsService
     from services.settlement.service import SettlementService
 
-    return start_services(AccountsService, ClicksService, SettlementService, PayoutsService)
+    runner = start_services(AccountsService, ClicksService, SettlementService, PayoutsService)
+    start_click_worker()
+    return runner
 
 
 @pytest.fixture
@@ -216,6 +241,7 @@ def gateway_factory(amqp_uri):
     from eventlet import wsgi
 
     from services.gateway.app import create_app
+    from services.gateway.clicks import ClickClient
     from services.gateway.rpc import RpcPool
 
     servers = []
@@ -224,18 +250,21 @@ def gateway_factory(amqp_uri):
         overrides.setdefault("FLATTR_RATE_LIMITS", "off")
         overrides.setdefault("SECRET_KEY", "test-secret")
         overrides.setdefault("FLATTR_ADMIN_TOKEN", ADMIN_TOKEN)
-        pool = RpcPool(amqp_uri, size=4, timeout=overrides.pop("RPC_TIMEOUT", 10))
-        app = create_app(overrides, rpc=pool)
+        timeout = overrides.pop("RPC_TIMEOUT", 10)
+        pool = RpcPool(amqp_uri, size=4, timeout=timeout)
+        clicks = ClickClient(amqp_uri, timeout=overrides.pop("CLICK_TIMEOUT", timeout))
+        app = create_app(overrides, rpc=pool, clicks=clicks)
         sock = eventlet.listen(("127.0.0.1", 0))
         thread = eventlet.spawn(wsgi.server, sock, app, log_output=False)
-        servers.append((thread, sock, pool))
+        servers.append((thread, sock, pool, clicks))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     yield start
-    for thread, sock, pool in servers:
+    for thread, sock, pool, clicks in servers:
         thread.kill()
         sock.close()
         pool.close()
+        clicks.close()
 
 
 @pytest.fixture

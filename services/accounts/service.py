@@ -332,7 +332,7 @@ class AccountsService:
         self.events.record(
             self.db,
             event_type,
-            {"thing_id": thing.id, "owner_id": thing.owner_id, "url": thing.url, "hidden": bool(thing.hidden)},
+            {"thing_id": thing.id, "owner_id": thing.owner_id, "url": thing.url, "title": thing.title, "hidden": bool(thing.hidden)},
         )
 
     @rpc
@@ -418,6 +418,42 @@ class AccountsService:
         if thing_id is None:
             raise NotFound("no thing has this url")
         return thing_id
+
+    @rpc
+    def thing_for_url(self, url):
+        """The thing to flattr for ``url``: the registered thing; for an auto-submit URL, its thing,
+        created on this first flattr and owned by its ``user_id``; for any other http(s) URL, an
+        unclaimed thing titled from the URL. Returns ``{"id", "created"}``."""
+        url = rules.validate_url(url)
+        auto = rules.parse_auto_submit(url)
+        target = rules.validate_url(auto.url) if auto else url
+        existing = self.db.scalar(select(Thing.id).where(Thing.url == target, Thing.deleted_at.is_(None)))
+        if existing:
+            return {"id": existing, "created": False}
+        if auto:
+            owner = self.db.scalar(select(User.id).where(User.username == auto.username)) if rules.is_storable(auto.username) else None
+            if owner is None:
+                raise NotFound("the auto-submit URL names no user of this platform")
+            fields = dict(auto.fields)
+            fields.setdefault("title", rules.title_from_url(target))
+            checked = rules.validate_thing_fields(fields, creating=True)
+        else:
+            owner = None
+            checked = rules.validate_thing_fields({"title": rules.title_from_url(target)}, creating=True)
+        try:
+            thing = self._insert_thing(owner, target, checked)
+        except Conflict as exc:  # created by a concurrent first flattr
+            return {"id": exc.existing_id, "created": False}
+        self._thing_event("thing.created", thing)
+        self.db.commit()
+        return {"id": thing.id, "created": True}
+
+    @rpc
+    def users_by_id(self, user_ids):
+        if not isinstance(user_ids, list) or len(user_ids) > 1000:
+            raise InvalidParameters("up to 1000 user ids")
+        users = self.db.scalars(select(User).where(User.id.in_(user_ids)))
+        return {str(u.id): {"id": u.id, "username": u.username} for u in users}
 
     @rpc
     def search_things(self, params, viewer_id=None):

@@ -1,17 +1,276 @@
-"""The clicks service. Click ingestion, periods and counters arrive with the click-path issue;
-for now it owns its schema and answers health checks."""
-from sqlalchemy import select
+"""The clicks service: periods, replicas for the click path, counters, flattr lists, subscriptions.
 
+Click requests themselves are resolved by the click workers (``services.clicks.worker``), which
+scale on their own; this service keeps what they read (the replicas of things and means, fed by
+events) and owns the periods.
+"""
+from __future__ import annotations
+
+import logging
+
+from nameko.events import event_handler
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+from sqlalchemy import select, text
+
+from services.clicks import periods
+from services.clicks.models import Subscription, outbox
 from services.common.db import Database
+from services.common.errors import InvalidParameters, NotFound, Subscribed, ThingOwner
+from services.common.outbox import Outbox
 from services.common.rpc import rpc
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTION_LENGTHS = (3, 6, 12)
+MAX_PAGE = 100
+
+
+def _unix(ts):
+    return int(ts.timestamp()) if ts is not None else None
+
+
+def first_seen(session, event: dict, handler: str) -> bool:
+    return (
+        session.execute(
+            text("INSERT INTO clicks.processed_events (event_id, handler) VALUES (:e, :h) ON CONFLICT DO NOTHING RETURNING event_id"),
+            {"e": event["event_id"], "h": handler},
+        ).scalar()
+        is not None
+    )
+
+
+def _page(page, count):
+    if not isinstance(page, int) or not isinstance(count, int) or page < 1 or not 1 <= count <= MAX_PAGE:
+        raise InvalidParameters(f"page starts at 1 and count is 1 to {MAX_PAGE}")
+    return (page - 1) * count, count
 
 
 class ClicksService:
     name = "clicks"
 
     db = Database("CLICKS_DATABASE_URL")
+    events = Outbox("clicks", "CLICKS_DATABASE_URL", outbox)
+    accounts = RpcProxy("accounts")
+    settlement = RpcProxy("settlement")
 
     @rpc
     def health(self):
         self.db.execute(select(1))
         return {"service": "clicks", "ok": True}
+
+    # -- replicas ------------------------------------------------------------------------------
+
+    def _upsert_thing(self, data: dict, occurred_at: str, deleted: bool):
+        # a late, older event never overwrites a newer state
+        self.db.execute(
+            text(
+                "INSERT INTO clicks.things (thing_id, owner_id, url, title, deleted, changed_at) "
+                "VALUES (:i, :o, :u, :t, :d, :c) ON CONFLICT (thing_id) DO UPDATE SET owner_id = EXCLUDED.owner_id, "
+                "url = EXCLUDED.url, title = EXCLUDED.title, deleted = EXCLUDED.deleted, changed_at = EXCLUDED.changed_at "
+                "WHERE clicks.things.changed_at < EXCLUDED.changed_at"
+            ),
+            {"i": data["thing_id"], "o": data.get("owner_id"), "u": data["url"], "t": data.get("title", ""), "d": deleted, "c": occurred_at},
+        )
+
+    @event_handler("accounts", "thing.created")
+    @event_handler("accounts", "thing.updated")
+    def on_thing_changed(self, event):
+        if first_seen(self.db, event, event["type"]):
+            self._upsert_thing(event["data"], event["occurred_at"], deleted=False)
+        self.db.commit()
+
+    @event_handler("accounts", "thing.deleted")
+    def on_thing_deleted(self, event):
+        if first_seen(self.db, event, event["type"]):
+            self._upsert_thing(event["data"], event["occurred_at"], deleted=True)
+        self.db.commit()
+
+    @event_handler("settlement", "means.changed")
+    def on_means_changed(self, event):
+        if first_seen(self.db, event, "means.changed"):
+            data = event["data"]
+            self.db.execute(
+                text(
+                    "INSERT INTO clicks.means (user_id, has_means, changed_at) VALUES (:u, :m, :c) "
+                    "ON CONFLICT (user_id) DO UPDATE SET has_means = EXCLUDED.has_means, changed_at = EXCLUDED.changed_at "
+                    "WHERE clicks.means.changed_at < EXCLUDED.changed_at"
+                ),
+                {"u": data["user_id"], "m": data["has_means"], "c": event["occurred_at"]},
+            )
+        self.db.commit()
+
+    def _known_thing(self, thing_id: int):
+        """The replica's copy of a thing, asking accounts when the replica has not heard of it."""
+        row = self.db.execute(text("SELECT owner_id, deleted FROM clicks.things WHERE thing_id = :i"), {"i": thing_id}).first()
+        if row is None:
+            found = self.accounts.get_things([thing_id])
+            if not found:
+                raise NotFound("no such thing")
+            owner = (found[0].get("owner") or {}).get("id")
+            self.db.execute(
+                text(
+                    "INSERT INTO clicks.things (thing_id, owner_id, url, title, deleted, changed_at) "
+                    "VALUES (:i, :o, :u, :t, false, '-infinity') ON CONFLICT DO NOTHING"
+                ),
+                {"i": thing_id, "o": owner, "u": found[0]["url"], "t": found[0]["title"]},
+            )
+            return owner
+        if row.deleted:
+            raise NotFound("no such thing")
+        return row.owner_id
+
+    # -- periods -------------------------------------------------------------------------------
+
+    @rpc
+    def open_period(self):
+        row = self.db.execute(text("SELECT id, starts_at FROM clicks.periods WHERE state = 'open'")).first()
+        return {"id": row.id, "starts_at": _unix(row.starts_at)}
+
+    @rpc
+    def close_period(self, expected=None):
+        """Seal the open period (all its clicks committed), open the next, publish ``period.sealed``."""
+        self._backfill_subscribers_means()
+        sealed = periods.seal(self.db, expected)
+        if sealed is None:
+            self.db.rollback()
+            return None
+        closed, next_id = sealed
+        totals = self.db.execute(
+            text("SELECT count(*) AS clicks, count(DISTINCT user_id) AS readers FROM clicks.clicks WHERE period_id = :p"), {"p": closed}
+        ).first()
+        self.events.record(
+            self.db, "period.sealed", {"period": closed, "next_period": next_id, "clicks": totals.clicks, "readers": totals.readers}
+        )
+        self.db.commit()
+        log.info("period %s sealed with %s clicks; %s is open", closed, totals.clicks, next_id)
+        return {"period": closed, "next_period": next_id}
+
+    def _backfill_subscribers_means(self):
+        """Subscribers the means replica has not heard of yet: ask settlement before sealing, so
+        their subscription clicks are judged on real means."""
+        unknown = list(
+            self.db.execute(
+                text("SELECT DISTINCT s.user_id FROM clicks.subscriptions s LEFT JOIN clicks.means m USING (user_id) WHERE m.user_id IS NULL")
+            ).scalars()
+        )
+        for start in range(0, len(unknown), 1000):
+            for user_id, has_means in self.settlement.means_of(unknown[start : start + 1000]).items():
+                self.db.execute(
+                    text("INSERT INTO clicks.means (user_id, has_means, changed_at) VALUES (:u, :m, '-infinity') ON CONFLICT DO NOTHING"),
+                    {"u": int(user_id), "m": has_means},
+                )
+        self.db.commit()
+
+    @timer(interval=60)
+    def close_month(self):
+        """At the calendar-month boundary, once across replicas: the advisory lock lets one replica
+        try, and sealing the expected period makes a second attempt a no-op."""
+        got_lock = self.db.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('clicks:close_month'))")).scalar()
+        if not got_lock:
+            return
+        row = self.db.execute(text("SELECT id, starts_at, now() AS now FROM clicks.periods WHERE state = 'open'")).first()
+        if row is not None and periods.month_has_turned(row.starts_at, row.now):
+            self.db.rollback()
+            self.close_period(row.id)
+        else:
+            self.db.rollback()
+
+    @rpc
+    def list_periods(self):
+        rows = self.db.execute(
+            text(
+                "SELECT p.id, p.state, p.starts_at, p.sealed_at, count(c.id) AS clicks FROM clicks.periods p "
+                "LEFT JOIN clicks.clicks c ON c.period_id = p.id GROUP BY p.id ORDER BY p.seq DESC"
+            )
+        )
+        return [
+            {"id": r.id, "state": r.state, "starts_at": _unix(r.starts_at), "sealed_at": _unix(r.sealed_at), "clicks": r.clicks}
+            for r in rows
+        ]
+
+    # -- counters and lists --------------------------------------------------------------------
+
+    @rpc
+    def counts(self, thing_ids, user_id=None):
+        """``{thing_id: {"flattrs", "last_flattr_at", "flattred"}}`` for the things' resources."""
+        if not isinstance(thing_ids, list) or len(thing_ids) > 100:
+            raise InvalidParameters("up to 100 thing ids")
+        rows = self.db.execute(
+            text(
+                "SELECT t.id, coalesce(c.flattrs, 0) AS flattrs, c.last_flattr_at, "
+                "EXISTS (SELECT 1 FROM clicks.clicks k JOIN clicks.periods p ON p.id = k.period_id AND p.state = 'open' "
+                "        WHERE k.thing_id = t.id AND k.user_id = :u) AS flattred "
+                "FROM unnest(CAST(:ids AS bigint[])) AS t(id) LEFT JOIN clicks.thing_counters c ON c.thing_id = t.id"
+            ),
+            {"ids": thing_ids, "u": user_id},
+        )
+        return {str(r.id): {"flattrs": r.flattrs, "last_flattr_at": _unix(r.last_flattr_at), "flattred": r.flattred} for r in rows}
+
+    @rpc
+    def flattrs(self, user_id=None, thing_id=None, page=1, count=30, thing_ids=None):
+        """Clicks by a reader, or of a thing (or of any of ``thing_ids``), newest first."""
+        offset, limit = _page(page, count)
+        if user_id is not None:
+            where, value = "user_id = :v", user_id
+        elif thing_ids is not None:
+            where, value = "thing_id = ANY(CAST(:v AS bigint[]))", list(thing_ids)
+        else:
+            where, value = "thing_id = :v", thing_id
+        rows = self.db.execute(
+            text(f"SELECT user_id, thing_id, period_id, created_at FROM clicks.clicks WHERE {where} ORDER BY id DESC OFFSET :o LIMIT :l"),
+            {"v": value, "o": offset, "l": limit},
+        )
+        return [{"user_id": r.user_id, "thing_id": r.thing_id, "period": r.period_id, "created_at": _unix(r.created_at)} for r in rows]
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    def _subscription_dict(self, sub: Subscription) -> dict:
+        return {
+            "thing_id": sub.thing_id,
+            "months": sub.periods_left,
+            "paused": sub.paused,
+            "created_at": _unix(sub.created_at),
+        }
+
+    @rpc
+    def subscribe(self, user_id, thing_id, months=None):
+        if months is not None and months not in SUBSCRIPTION_LENGTHS:
+            raise InvalidParameters("months must be 3, 6 or 12 (or absent: until cancelled)")
+        owner = self._known_thing(thing_id)
+        if owner == user_id:
+            raise ThingOwner("you cannot subscribe to your own thing")
+        inserted = self.db.execute(
+            text(
+                "INSERT INTO clicks.subscriptions (user_id, thing_id, periods_left) VALUES (:u, :t, :m) "
+                "ON CONFLICT (user_id, thing_id) DO NOTHING RETURNING id"
+            ),
+            {"u": user_id, "t": thing_id, "m": months},
+        ).scalar()
+        if inserted is None:
+            raise Subscribed("you already subscribe to this thing")
+        self.db.commit()
+        return self._subscription_dict(self.db.get(Subscription, inserted))
+
+    def _subscription(self, user_id, thing_id) -> Subscription:
+        sub = self.db.scalar(select(Subscription).where(Subscription.user_id == user_id, Subscription.thing_id == thing_id).with_for_update())
+        if sub is None:
+            raise NotFound("you do not subscribe to this thing")
+        return sub
+
+    @rpc
+    def toggle_subscription(self, user_id, thing_id):
+        sub = self._subscription(user_id, thing_id)
+        sub.paused = not sub.paused
+        self.db.commit()
+        return self._subscription_dict(sub)
+
+    @rpc
+    def unsubscribe(self, user_id, thing_id):
+        self.db.delete(self._subscription(user_id, thing_id))
+        self.db.commit()
+
+    @rpc
+    def subscriptions(self, user_id):
+        rows = self.db.scalars(select(Subscription).where(Subscription.user_id == user_id).order_by(Subscription.id))
+        return [self._subscription_dict(s) for s in rows]

@@ -72,4 +72,14 @@ class ProviderError(DomainError):
     code, status = "provider_error", 502
 
 
-ALL = (InvalidRequest, InvalidParameters, NotFound, UserNotFound, Unauthorized, Forbidden, Conflict, PaymentDeclined, ProviderError)
+@deserialize_to_instance
+class ThingOwner(DomainError):
+    code, status = "thing_owner", 403
+
+
+@deserialize_to_instance
+class Subscribed(DomainError):
+    code, status = "subscribed", 403
+
+
+ALL = (InvalidRequest, InvalidParameters, NotFound, UserNotFound, Unauthorized, Forbidden, Conflict, PaymentDeclined, ProviderError, ThingOwner, Subscribed)

@@ -44,6 +44,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PAYMENT_PROVIDER", "sandbox", "payment provider adapter for deposits and payouts (`sandbox` approves all but magic amounts)"),
     Setting("MAX_DEPOSIT_CENTS", "1000000", "largest single deposit"),
     Setting("MIN_PAYOUT_CENTS", "1000", "smallest payout a creator can request"),
+    Setting("CLICK_BATCH_SIZE", "500", "most click requests a worker resolves in one statement and one commit"),
+    Setting("CLICK_BATCH_WAIT_MS", "5", "how long a worker waits to fill a batch once it has a request"),
+    Setting("CLICK_TIMEOUT", "10", "seconds the gateway waits for a click's answer before answering 503"),
+    Setting("BUTTON_CACHE_SECONDS", "3", "how long the gateway reuses a thing's count for buttons and badges"),
     Setting("OUTBOX_RELAY", "on", "`off` keeps a service from relaying its outbox (events wait in the table until a relay runs)"),
     Setting("LOG_LEVEL", "INFO", "log level of every process"),
 )

@@ -17,7 +17,9 @@ from services.gateway.auth import TokenCache, bearer_token, token_key
 from services.gateway.oauth import init_oauth
 from services.gateway.rpc import RpcPool
 from services.gateway.views.admin import admin
+from services.gateway.clicks import ClickClient
 from services.gateway.views.api import api
+from services.gateway.views.flattr import flattr
 from services.gateway.views.money import money
 from services.gateway.views.platform import platform
 from services.gateway.views.web import web
@@ -77,7 +79,7 @@ def _init_rate_limits(app: Flask, limits: dict | None) -> Limiter:
     return limiter
 
 
-def create_app(overrides: dict | None = None, rpc: RpcPool | None = None) -> Flask:
+def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks: ClickClient | None = None) -> Flask:
     app = Flask(__name__)
     overrides = overrides or {}
     secret = overrides.get("SECRET_KEY") or settings.get("FLATTR_SECRET_KEY")
@@ -100,9 +102,11 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None) -> Fla
         settings.get("AMQP_URI"), size=settings.get_int("RPC_POOL_SIZE"), timeout=settings.get_float("RPC_TIMEOUT")
     )
     app.extensions["token_cache"] = TokenCache(settings.get_float("TOKEN_CACHE_SECONDS"))
+    app.extensions["clicks"] = clicks or ClickClient(settings.get("AMQP_URI"), timeout=settings.get_float("CLICK_TIMEOUT"))
 
     app.register_blueprint(api)
     app.register_blueprint(money)
+    app.register_blueprint(flattr)
     app.register_blueprint(admin)
     app.register_blueprint(web)
     app.register_blueprint(platform)
@@ -110,6 +114,7 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None) -> Fla
     csrf = CSRFProtect(app)
     csrf.exempt(api)
     csrf.exempt(money)
+    csrf.exempt(flattr)
     csrf.exempt(admin)
     csrf.exempt(platform)
     init_oauth(app)

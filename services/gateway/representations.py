@@ -37,6 +37,18 @@ def user(data: dict, *, private: bool = False) -> dict:
     return out
 
 
+def small_thing(data: dict) -> dict:
+    return {
+        "type": "thing",
+        "resource": api_url(f"/things/{data['id']}"),
+        "link": f"{base_url()}/thing/{data['id']}",
+        "id": data["id"],
+        "url": data["url"],
+        "title": data["title"],
+        "flattrs": data.get("flattrs", 0),
+    }
+
+
 def thing(data: dict, caller=None) -> dict:
     owner = data.get("owner")
     out = {
@@ -53,10 +65,12 @@ def thing(data: dict, caller=None) -> dict:
         "hidden": data["hidden"],
         "image": data["image"],
         "created_at": data["created_at"],
-        # counted by the click path; until it exists nothing has been flattred
         "flattrs": data.get("flattrs", 0),
         "owner": small_user(owner),
     }
-    if caller is not None and owner is not None and owner["id"] == caller.user_id:
-        out["updated_at"] = data["updated_at"]
+    if caller is not None:
+        out["flattred"] = bool(data.get("flattred", False))
+        if owner is not None and owner["id"] == caller.user_id:
+            out["updated_at"] = data["updated_at"]
+            out["last_flattr_at"] = data.get("last_flattr_at")
     return out

@@ -81,6 +81,21 @@ class SettlementService:
         budget = money_flows.budget_of(self.db, user_id)
         return {"balance": balance, "budget": budget, "currency": "EUR", "has_means": rules.has_means(budget, balance)}
 
+    @rpc
+    def means_of(self, user_ids):
+        """``{user_id: has_means}`` for readers the click path has not heard of yet."""
+        if not isinstance(user_ids, list) or len(user_ids) > 1000:
+            raise InvalidParameters("up to 1000 user ids")
+        rows = self.db.execute(
+            text(
+                "SELECT u.id, b.amount AS budget, coalesce(a.balance, 0) AS balance FROM unnest(CAST(:ids AS bigint[])) AS u(id) "
+                "LEFT JOIN settlement.budgets b ON b.user_id = u.id "
+                "LEFT JOIN settlement.ledger_accounts a ON a.kind = 'wallet' AND a.owner_id = u.id"
+            ),
+            {"ids": user_ids},
+        )
+        return {str(r.id): rules.has_means(r.budget, r.balance) for r in rows}
+
     def _existing_deposit(self, user_id, key, amount):
         existing = self.db.scalar(select(Deposit).where(Deposit.user_id == user_id, Deposit.idempotency_key == key))
         if existing is not None and existing.amount != amount.cents:

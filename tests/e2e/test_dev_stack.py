@@ -77,6 +77,7 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
     # a new user signs up, gets a token, sets a budget and creates a thing, by form as old clients do
     assert requests.post(f"{base}/rest/v2/users", data={"username": "devuser", "email": "dev@example.com", "password": PASSWORD}).status_code == 201
     token = requests.post(f"{base}/rest/v2/user/tokens", auth=("devuser", PASSWORD), data={"scope": "thing"}).json()["access_token"]
+    token_all = requests.post(f"{base}/rest/v2/user/tokens", auth=("devuser", PASSWORD), data={"scope": "thing flattr"}).json()["access_token"]
     assert requests.put(f"{base}/rest/v2/user/budget", data={"amount": "500"}, headers=bearer(token)).status_code == 200
     created = requests.post(f"{base}/rest/v2/things", data={"url": "https://dev.example/", "title": "Made in dev"}, headers=bearer(token))
     assert created.status_code == 201
@@ -87,7 +88,11 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
     deposit = requests.post(f"{base}/rest/v2/user/deposits", data={"amount": "1200", "idempotency_key": "dev-1"}, headers=bearer(token))
     assert deposit.status_code == 201
     wallet = eventually(lambda: (w := requests.get(f"{base}/rest/v2/user/wallet", headers=bearer(token)).json())["has_means"] and w)
-    assert wallet == {"balance": 1200, "budget": 500, "currency": "EUR", "has_means": True}
+    assert wallet["balance"] == 1200 and wallet["budget"] == 500 and wallet["period"]["id"]
+    # a flattr of a URL nobody registered: the click workers answer, and the thing exists unclaimed
+    flattred = requests.post(f"{base}/rest/v2/flattr", data={"url": "https://someone.example/article"}, headers=bearer(token_all))
+    assert flattred.status_code == 200, flattred.text
+    assert requests.post(f"{base}/rest/v2/flattr", data={"url": "https://someone.example/article"}, headers=bearer(token_all)).status_code == 403
     admin = {"Authorization": "Bearer dev-admin"}
     credit = {"username": "devuser", "account": "revenue", "amount": 2500, "reason": "demo revenue", "idempotency_key": "dev-rev"}
     assert requests.post(f"{base}/admin/adjustments", json=credit, headers=admin).status_code == 201

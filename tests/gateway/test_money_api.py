@@ -16,7 +16,9 @@ def wallet(base, headers):
 
 def test_deposit_funds_the_wallet_and_means_follow_the_budget(gateway):
     _, headers = user_with_token(gateway)
-    assert wallet(gateway, headers) == {"balance": 0, "budget": None, "currency": "EUR", "has_means": False}
+    first = wallet(gateway, headers)
+    assert {k: first[k] for k in ("balance", "budget", "currency", "has_means")} == {"balance": 0, "budget": None, "currency": "EUR", "has_means": False}
+    assert first["period"]["id"] and isinstance(first["period"]["starts_at"], int)
     answer = deposit(gateway, headers, 1500)
     assert answer.status_code == 201
     assert answer.json()["amount"] == 1500 and answer.json()["state"] == "completed"

@@ -50,3 +50,16 @@ def adjust():
         raise ApiError(404, "not_found", "no such user") from None
     result = rpc("settlement", "adjust", account, user["id"], amount, reason, actor, key)
     return jsonify(result), 201 if result["created"] else 200
+
+
+@admin.get("/periods")
+def list_periods():
+    return jsonify(rpc("clicks", "list_periods"))
+
+
+@admin.post("/periods/close")
+def close_period():
+    closed = rpc("clicks", "close_period")
+    if closed is None:
+        raise ApiError(409, "conflict", "the period was closed by someone else at the same moment; try again")
+    return jsonify(closed)

@@ -36,6 +36,14 @@ def _thing_fields(data: dict) -> dict:
     return fields
 
 
+def with_counts(things: list[dict], caller) -> list[dict]:
+    """Things from accounts with their click counts (and, for a caller, ``flattred``) from clicks."""
+    if not things:
+        return []
+    counts = rpc("clicks", "counts", [t["id"] for t in things], caller.user_id if caller else None)
+    return [dict(t, **counts.get(str(t["id"]), {})) for t in things]
+
+
 def _parse_ids(ids: str) -> list[int]:
     parts = [p for p in ids.split(",") if p.strip()]
     if not parts or len(parts) > MAX_IDS or not all(re.fullmatch(r"[0-9]{1,18}", p.strip()) for p in parts):
@@ -50,7 +58,7 @@ def _parse_ids(ids: str) -> list[int]:
 def get_things(ids):
     caller = current_caller()
     wanted = _parse_ids(ids)
-    things = rpc("accounts", "get_things", wanted)
+    things = with_counts(rpc("accounts", "get_things", wanted), caller)
     if "," not in ids:
         if not things:
             raise ApiError(404, "not_found", "no such thing")
@@ -84,7 +92,7 @@ def search_things():
         if value:
             query[name] = value
     result = rpc("accounts", "search_things", query, caller.user_id if caller else None)
-    things = [rep.thing(t, caller) for t in result["things"]]
+    things = [rep.thing(t, caller) for t in with_counts(result["things"], caller)]
     return jsonify({"total_items": result["total_items"], "items": len(things), "page": result["page"], "things": things})
 
 
@@ -143,7 +151,7 @@ def user_things(username):
     page, count = params.paging()
     own = caller is not None and caller.user_id == owner["id"] and "extendedread" in caller.scopes
     things = rpc("accounts", "user_things", owner["id"], own, page, count)
-    return jsonify([rep.thing(t, caller) for t in things])
+    return jsonify([rep.thing(t, caller) for t in with_counts(things, caller)])
 
 
 @api.get("/user/things", strict_slashes=False)
@@ -152,7 +160,7 @@ def my_things():
     caller = current_caller()
     page, count = params.paging()
     things = rpc("accounts", "user_things", caller.user_id, "extendedread" in caller.scopes, page, count)
-    return jsonify([rep.thing(t, caller) for t in things])
+    return jsonify([rep.thing(t, caller) for t in with_counts(things, caller)])
 
 
 # -- users -------------------------------------------------------------------------------

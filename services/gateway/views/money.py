@@ -23,7 +23,9 @@ def _amount_and_key() -> tuple[int, str]:
 @money.get("/user/wallet", strict_slashes=False)
 @require(personal=True)
 def wallet():
-    return jsonify(rpc("wallet", current_caller().user_id))
+    answer = rpc("wallet", current_caller().user_id)
+    answer["period"] = current_app.extensions["rpc"].call("clicks", "open_period")
+    return jsonify(answer)
 
 
 @money.post("/user/deposits", strict_slashes=False)

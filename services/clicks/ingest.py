@@ -1,0 +1,155 @@
+"""Resolving a batch of click requests in one statement: the answers Flattr gave, decided exactly.
+
+``resolve`` takes the requests of one batch and, in one SQL statement inside the caller's
+transaction, judges each against the replicas (thing exists, owner, means), inserts the clicks
+that pass (``ON CONFLICT DO NOTHING`` on period, reader and thing), updates the per-thing
+counters, and returns one answer per request. The rules, first match wins:
+
+    not_found, flattr_owner, flattr_once, no_means, else ok
+
+A request carries its id (the AMQP correlation id) into the click row; when a worker dies after
+committing and the request is delivered again, the stored id is recognised and the answer is
+``ok`` again, not ``flattr_once``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OK, NOT_FOUND, OWNER, ONCE, NO_MEANS = "ok", "not_found", "flattr_owner", "flattr_once", "no_means"
+SOURCES = ("api", "button", "subscription")
+
+
+@dataclass(frozen=True)
+class ClickRequest:
+    request_id: str
+    user_id: int
+    thing_id: int
+    source: str = "api"
+
+
+class NoOpenPeriod(Exception):
+    """The period was being sealed while the batch waited: run the batch again."""
+
+
+_RESOLVE = """
+WITH period AS (
+    SELECT id FROM clicks.periods WHERE state = 'open' FOR SHARE
+), req (idx, request_id, user_id, thing_id, source) AS (
+    VALUES {values}
+), judged AS (
+    SELECT r.idx, r.request_id, r.user_id, r.thing_id, r.source,
+           t.thing_id IS NOT NULL AND NOT t.deleted AS found,
+           t.owner_id, t.url, t.title,
+           coalesce(m.has_means, false) AS has_means
+    FROM req r
+    LEFT JOIN clicks.things t ON t.thing_id = r.thing_id
+    LEFT JOIN clicks.means m ON m.user_id = r.user_id
+), candidates AS (
+    SELECT DISTINCT ON (user_id, thing_id) idx, request_id, user_id, thing_id, source FROM judged
+    WHERE found AND owner_id IS DISTINCT FROM user_id AND has_means
+    ORDER BY user_id, thing_id, idx
+), ins AS (
+    INSERT INTO clicks.clicks (period_id, user_id, thing_id, request_id, source)
+    SELECT period.id, c.user_id, c.thing_id, c.request_id, c.source FROM candidates c CROSS JOIN period
+    ON CONFLICT (period_id, user_id, thing_id) DO NOTHING
+    RETURNING user_id, thing_id, request_id
+), counted AS (
+    INSERT INTO clicks.thing_counters AS tc (thing_id, flattrs, period_id, period_flattrs, last_flattr_at)
+    SELECT ins.thing_id, count(*), (SELECT id FROM period), count(*), now() FROM ins GROUP BY ins.thing_id
+    ON CONFLICT (thing_id) DO UPDATE SET
+        flattrs = tc.flattrs + EXCLUDED.flattrs,
+        period_flattrs = CASE WHEN tc.period_id = EXCLUDED.period_id THEN tc.period_flattrs + EXCLUDED.period_flattrs
+                              ELSE EXCLUDED.period_flattrs END,
+        period_id = EXCLUDED.period_id,
+        last_flattr_at = EXCLUDED.last_flattr_at
+    RETURNING thing_id, flattrs
+)
+SELECT j.idx, j.found, j.owner_id, j.has_means, j.url, j.title,
+       ins.request_id = j.request_id AS inserted,
+       ins.request_id IS NOT NULL AS inserted_by_batch,
+       before.request_id AS existing_request,
+       coalesce(counted.flattrs, tc.flattrs, 0) AS flattrs,
+       period.id AS period_id
+FROM judged j
+CROSS JOIN period
+LEFT JOIN ins ON ins.user_id = j.user_id AND ins.thing_id = j.thing_id
+LEFT JOIN clicks.clicks before
+       ON before.period_id = period.id AND before.user_id = j.user_id AND before.thing_id = j.thing_id
+LEFT JOIN counted ON counted.thing_id = j.thing_id
+LEFT JOIN clicks.thing_counters tc ON tc.thing_id = j.thing_id
+"""
+
+
+def _values(cursor, requests: list[ClickRequest]) -> str:
+    row = "(%s, %s::uuid, %s::bigint, %s::bigint, %s)"
+    return ",".join(
+        cursor.mogrify(row, (i, r.request_id, r.user_id, r.thing_id, r.source)).decode() for i, r in enumerate(requests)
+    )
+
+
+def answer(row, request: ClickRequest) -> dict:
+    """One request's answer from its row of the statement (the rules, first match wins)."""
+    if not row.found:
+        return {"status": NOT_FOUND}
+    thing = {"id": request.thing_id, "url": row.url, "title": row.title, "flattrs": row.flattrs}
+    if row.owner_id == request.user_id:
+        return {"status": OWNER, "thing": thing}
+    if row.inserted or row.existing_request == request.request_id:
+        return {"status": OK, "thing": thing, "period": row.period_id}
+    if row.existing_request is not None or row.inserted_by_batch:
+        return {"status": ONCE, "thing": thing}
+    if not row.has_means:
+        return {"status": NO_MEANS, "thing": thing}
+    # a concurrent batch inserted the same click between our snapshot and our insert
+    return {"status": ONCE, "thing": thing}
+
+
+class _Row:
+    __slots__ = ("idx", "found", "owner_id", "has_means", "url", "title", "inserted", "inserted_by_batch", "existing_request", "flattrs", "period_id")
+
+    def __init__(self, values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
+
+
+def resolve(cursor, requests: list[ClickRequest]) -> list[dict]:
+    """Answers for ``requests``, in order. Runs in the caller's transaction; the caller commits."""
+    if not requests:
+        return []
+    cursor.execute(_RESOLVE.format(values=_values(cursor, requests)))
+    rows = [_Row(values) for values in cursor.fetchall()]
+    if not rows:
+        raise NoOpenPeriod()
+    by_index = {row.idx: row for row in rows}
+    return [answer(by_index[i], request) for i, request in enumerate(requests)]
+
+
+def missing_things(cursor, thing_ids: list[int]) -> list[int]:
+    cursor.execute("SELECT thing_id FROM clicks.things WHERE thing_id = ANY(%s)", (list(set(thing_ids)),))
+    known = {r[0] for r in cursor.fetchall()}
+    return sorted(set(thing_ids) - known)
+
+
+def missing_means(cursor, user_ids: list[int]) -> list[int]:
+    cursor.execute("SELECT user_id FROM clicks.means WHERE user_id = ANY(%s)", (list(set(user_ids)),))
+    known = {r[0] for r in cursor.fetchall()}
+    return sorted(set(user_ids) - known)
+
+
+def backfill_things(cursor, things: list[dict]) -> None:
+    """Things the replica had not heard of yet, as their owner answered. ``-infinity`` as the
+    change time lets any event, however early it was stamped, win over this copy."""
+    for thing in things:
+        cursor.execute(
+            "INSERT INTO clicks.things (thing_id, owner_id, url, title, deleted, changed_at) "
+            "VALUES (%s, %s, %s, %s, false, '-infinity') ON CONFLICT DO NOTHING",
+            (thing["id"], (thing.get("owner") or {}).get("id"), thing["url"], thing["title"]),
+        )
+
+
+def backfill_means(cursor, means: dict) -> None:
+    for user_id, has_means in means.items():
+        cursor.execute(
+            "INSERT INTO clicks.means (user_id, has_means, changed_at) VALUES (%s, %s, '-infinity') ON CONFLICT DO NOTHING",
+            (int(user_id), bool(has_means)),
+        )

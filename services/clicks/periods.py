@@ -1,0 +1,115 @@
+"""Periods: naming, the monthly boundary, and sealing. Rules are plain functions; ``seal`` runs SQL.
+
+A period is a calendar month (UTC) unless ops close one early. Ids are short and URL-safe:
+``2026-11`` for a month's first period, ``2026-11.2`` for the second begun in the same month.
+
+Sealing is exact without stopping the workers: each worker batch takes a share lock on the open
+period's row for the length of its transaction, and ``seal`` updates that row, so it waits for
+every batch that may still write into the period to commit, and every later batch finds the next
+period open. New subscription clicks for the next period are made in the same transaction.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+def month_key(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m")
+
+
+def period_id(month: str, nth: int) -> str:
+    return month if nth == 1 else f"{month}.{nth}"
+
+
+def next_period_id(existing_ids: list[str], now: datetime) -> str:
+    """The id of a period begun at ``now``, given the ids already used."""
+    month = month_key(now)
+    used = [pid for pid in existing_ids if pid == month or pid.startswith(month + ".")]
+    return period_id(month, len(used) + 1)
+
+
+def month_has_turned(starts_at: datetime, now: datetime) -> bool:
+    """The scheduler closes the open period once the calendar month it began in is over."""
+    return month_key(starts_at) != month_key(now) and now > starts_at
+
+
+def ensure_open_period(session: Session) -> str:
+    """The open period's id, opening the first one if there is none (idempotent across replicas)."""
+    current = session.execute(text("SELECT id FROM clicks.periods WHERE state = 'open'")).scalar()
+    if current:
+        return current
+    now = session.execute(text("SELECT now()")).scalar()
+    ids = list(session.execute(text("SELECT id FROM clicks.periods")).scalars())
+    new_id = next_period_id(ids, now)
+    seq = (session.execute(text("SELECT coalesce(max(seq), 0) FROM clicks.periods")).scalar()) + 1
+    session.execute(
+        text("INSERT INTO clicks.periods (id, seq, state, starts_at) VALUES (:i, :s, 'open', now()) ON CONFLICT DO NOTHING"),
+        {"i": new_id, "s": seq},
+    )
+    return session.execute(text("SELECT id FROM clicks.periods WHERE state = 'open'")).scalar_one()
+
+
+def seal(session: Session, expected: str | None = None) -> tuple[str, str] | None:
+    """Seal the open period and open the next. Returns (sealed, next) or None if ``expected`` is
+    no longer the open period (another replica sealed it first). The caller commits."""
+    open_id = session.execute(text("SELECT id FROM clicks.periods WHERE state = 'open'")).scalar()
+    if open_id is None or (expected is not None and open_id != expected):
+        return None
+    # waits for every worker batch holding the period's share lock to commit
+    sealed = session.execute(
+        text("UPDATE clicks.periods SET state = 'sealed', sealed_at = clock_timestamp() WHERE id = :i AND state = 'open' RETURNING id"),
+        {"i": open_id},
+    ).scalar()
+    if sealed is None:
+        return None
+    now = session.execute(text("SELECT clock_timestamp()")).scalar()
+    ids = list(session.execute(text("SELECT id FROM clicks.periods")).scalars())
+    seq = session.execute(text("SELECT max(seq) FROM clicks.periods")).scalar() + 1
+    next_id = next_period_id(ids, now)
+    session.execute(
+        text("INSERT INTO clicks.periods (id, seq, state, starts_at) VALUES (:i, :s, 'open', :t)"),
+        {"i": next_id, "s": seq, "t": now},
+    )
+    subscription_clicks(session, next_id)
+    return sealed, next_id
+
+
+def subscription_clicks(session: Session, period: str) -> int:
+    """Flattr every active subscription's thing in the new period: ordinary clicks, with the same
+    rules as any click (thing exists, not the reader's own, reader has means). Runs inside the
+    seal, so it happens exactly once per period whatever the number of replicas."""
+    made = session.execute(
+        text(
+            """
+            WITH due AS (
+                SELECT s.id, s.user_id, s.thing_id FROM clicks.subscriptions s
+                JOIN clicks.things t ON t.thing_id = s.thing_id AND NOT t.deleted AND t.owner_id IS DISTINCT FROM s.user_id
+                JOIN clicks.means m ON m.user_id = s.user_id AND m.has_means
+                WHERE NOT s.paused AND (s.periods_left IS NULL OR s.periods_left > 0)
+            ), ins AS (
+                INSERT INTO clicks.clicks (period_id, user_id, thing_id, request_id, source)
+                SELECT :p, user_id, thing_id, gen_random_uuid(), 'subscription' FROM due
+                ON CONFLICT DO NOTHING RETURNING thing_id
+            ), counted AS (
+                INSERT INTO clicks.thing_counters AS tc (thing_id, flattrs, period_id, period_flattrs, last_flattr_at)
+                SELECT thing_id, count(*), :p, count(*), now() FROM ins GROUP BY thing_id
+                ON CONFLICT (thing_id) DO UPDATE SET flattrs = tc.flattrs + EXCLUDED.flattrs,
+                    period_flattrs = CASE WHEN tc.period_id = EXCLUDED.period_id THEN tc.period_flattrs + EXCLUDED.period_flattrs
+                                          ELSE EXCLUDED.period_flattrs END,
+                    period_id = EXCLUDED.period_id, last_flattr_at = EXCLUDED.last_flattr_at
+                RETURNING thing_id
+            ), used AS (
+                UPDATE clicks.subscriptions SET periods_left = periods_left - 1
+                WHERE id IN (SELECT id FROM due) AND periods_left IS NOT NULL RETURNING id
+            )
+            SELECT (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM counted) + 0 * (SELECT count(*) FROM used)
+            """
+        ),
+        {"p": period},
+    ).scalar()
+    # subscriptions that have run their course end here
+    session.execute(text("DELETE FROM clicks.subscriptions WHERE periods_left = 0"))
+    return made

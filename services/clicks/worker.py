@@ -1,0 +1,265 @@
+"""The click worker: drains click requests in batches, commits them, answers, then acknowledges.
+
+Run any number of them (``python -m services.clicks.worker``): they are competing consumers on one
+durable queue and keep no state of their own. A worker collects up to ``CLICK_BATCH_SIZE``
+requests or waits ``CLICK_BATCH_WAIT_MS``, resolves the batch in one statement and one commit
+(``services.clicks.ingest``), sends the answers grouped per gateway reply queue, and acknowledges
+the batch last. Killed at any point, its unacknowledged requests go to another worker; requests it
+had already committed are recognised by their id and answered ``ok`` again.
+
+A batch that fails because the database is away is retried (the requests stay unacknowledged); a
+batch that fails on its data is split, and a request that fails on its own is answered
+``server_error`` and moved to the dead-letter queue with the reason, so nothing loops for ever.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+import amqp
+import psycopg2
+from nameko.standalone.rpc import ClusterRpcProxy
+from sqlalchemy.engine import make_url
+
+from services.common import settings
+from services.clicks import ingest
+from services.common.click_messages import DEAD_LETTER_QUEUE, REQUEST_QUEUE, connect, declare_queues
+
+log = logging.getLogger("clicks.worker")
+
+
+def libpq_dsn(sqlalchemy_url: str) -> str:
+    url = make_url(sqlalchemy_url)
+    parts = {"dbname": url.database, "user": url.username, "password": url.password, "host": url.host, "port": url.port}
+    return " ".join(f"{k}={v}" for k, v in parts.items() if v not in (None, ""))
+
+
+class Message:
+    __slots__ = ("tag", "reply_to", "request")
+
+    def __init__(self, tag, reply_to, request):
+        self.tag, self.reply_to, self.request = tag, reply_to, request
+
+
+class ClickWorker:
+    def __init__(self, amqp_uri: str, db_url: str, batch_size: int = 500, batch_wait_ms: int = 5):
+        self.amqp_uri = amqp_uri
+        self.dsn = libpq_dsn(db_url)
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait_ms / 1000.0
+        self.running = True
+        self.buffer: list[Message] = []
+        self.conn = self.channel = self.db = None
+        self.rpc_runner = None
+        self.rpc = None
+        self.processed = 0
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _connect_amqp(self):
+        self.conn = connect(self.amqp_uri)
+        self.channel = self.conn.channel()
+        declare_queues(self.channel)
+        self.channel.basic_qos(prefetch_size=0, prefetch_count=self.batch_size * 2, a_global=False)
+        self.channel.basic_consume(REQUEST_QUEUE, callback=self._on_message)
+        self.buffer = []
+
+    def _connect_db(self):
+        self.db = psycopg2.connect(self.dsn, connect_timeout=5)
+
+    def _rpc(self):
+        if self.rpc is None:
+            self.rpc_runner = ClusterRpcProxy({"AMQP_URI": self.amqp_uri, "serializer": "json"}, timeout=10)
+            self.rpc = self.rpc_runner.start()
+        return self.rpc
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    def _on_message(self, message):
+        props = message.properties
+        try:
+            body = json.loads(message.body)
+            request = ingest.ClickRequest(
+                request_id=str(props["correlation_id"]),
+                user_id=int(body["user_id"]),
+                thing_id=int(body["thing_id"]),
+                source=body.get("source", "api") if body.get("source") in ingest.SOURCES else "api",
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            self._dead_letter(message.body, props, f"unreadable click request: {exc}")
+            self._reply({props.get("reply_to"): [[props.get("correlation_id"), {"status": "invalid_request"}]]})
+            self.channel.basic_ack(message.delivery_tag)
+            return
+        self.buffer.append(Message(message.delivery_tag, props.get("reply_to"), request))
+
+    def _fill_batch(self):
+        deadline = None
+        while self.running and len(self.buffer) < self.batch_size:
+            timeout = 1.0 if not self.buffer else max(0.0, deadline - time.monotonic())
+            if self.buffer and timeout == 0.0:
+                return
+            try:
+                self.conn.drain_events(timeout=max(timeout, 0.002))
+            except socket.timeout:
+                if self.buffer:
+                    return
+            if self.buffer and deadline is None:
+                deadline = time.monotonic() + self.batch_wait
+
+    # -- the batch ----------------------------------------------------------------------------
+
+    def _backfill(self, requests):
+        """Ask the owners about things and readers the replicas have not heard of yet."""
+        with self.db.cursor() as cur:
+            things = ingest.missing_things(cur, [r.thing_id for r in requests])
+            users = ingest.missing_means(cur, [r.user_id for r in requests])
+        self.db.rollback()
+        if not things and not users:
+            return
+        rpc = self._rpc()
+        found = rpc.accounts.get_things(things[:100]) if things else []
+        means = rpc.settlement.means_of(users) if users else {}
+        with self.db.cursor() as cur:
+            ingest.backfill_things(cur, found)
+            ingest.backfill_means(cur, means)
+        self.db.commit()
+
+    def _resolve(self, requests):
+        self._backfill(requests)
+        for _ in range(5):
+            try:
+                with self.db.cursor() as cur:
+                    answers = ingest.resolve(cur, requests)
+                self.db.commit()
+                return answers
+            except ingest.NoOpenPeriod:
+                self.db.rollback()  # sealed while we waited for its lock; the next one is open now
+        raise RuntimeError("no open period")
+
+    def _process(self, batch: list[Message]):
+        requests = [m.request for m in batch]
+        while True:
+            try:
+                if self.db is None or self.db.closed:
+                    self._connect_db()
+                answers = self._resolve(requests)
+                break
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                log.warning("database unavailable (%s); retrying the batch", exc)
+                self._close_db()
+                if not self.running:
+                    return  # stopping: the unacknowledged batch goes to another worker
+                time.sleep(0.5)
+            except Exception as exc:  # the data of some request: find it
+                log.exception("batch failed; resolving its requests one by one")
+                self._rollback_quietly()
+                answers = self._one_by_one(batch, exc)
+                break
+        replies: dict[str, list] = {}
+        for message, result in zip(batch, answers):
+            if message.reply_to:
+                replies.setdefault(message.reply_to, []).append([message.request.request_id, result])
+        self._reply(replies)
+        self.channel.basic_ack(batch[-1].tag, multiple=True)
+        self.processed += len(batch)
+
+    def _one_by_one(self, batch, first_error):
+        answers = []
+        for message in batch:
+            try:
+                answers.extend(self._resolve([message.request]))
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                raise
+            except Exception as exc:
+                self._rollback_quietly()
+                self._dead_letter(json.dumps(message.request.__dict__), {"correlation_id": message.request.request_id}, repr(exc))
+                answers.append({"status": "server_error"})
+        return answers
+
+    def _reply(self, replies: dict):
+        for reply_to, items in replies.items():
+            if not reply_to:
+                continue
+            self.channel.basic_publish(
+                amqp.Message(json.dumps(items), content_type="application/json"), exchange="", routing_key=reply_to
+            )
+
+    def _dead_letter(self, body, props, reason):
+        log.error("dead-lettering a click request: %s", reason)
+        self.channel.basic_publish(
+            amqp.Message(body, application_headers={"x-reason": reason[:500]}, correlation_id=props.get("correlation_id"), delivery_mode=2),
+            exchange="",
+            routing_key=DEAD_LETTER_QUEUE,
+        )
+
+    def _rollback_quietly(self):
+        try:
+            self.db.rollback()
+        except Exception:
+            self._close_db()
+
+    def _close_db(self):
+        try:
+            if self.db is not None:
+                self.db.close()
+        except Exception:
+            pass
+        self.db = None
+
+    def _close_amqp(self):
+        try:
+            if self.conn is not None:
+                self.conn.collect()
+        except Exception:
+            pass
+        self.conn = self.channel = None
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    def run(self):
+        while self.running:
+            try:
+                if self.conn is None:
+                    self._connect_amqp()
+                    log.info("consuming %s", REQUEST_QUEUE)
+                self._fill_batch()
+                if self.buffer:
+                    batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size :]
+                    self._process(batch)
+            except (OSError, amqp.exceptions.AMQPError) as exc:
+                # the broker went away: unacknowledged requests return to the queue
+                log.warning("broker connection lost (%s); reconnecting", exc)
+                self._close_amqp()
+                self.buffer = []
+                time.sleep(0.5)
+        self._close_amqp()
+        self._close_db()
+        if self.rpc_runner is not None:
+            self.rpc_runner.stop()
+
+    def stop(self, *_):
+        self.running = False
+
+
+def main():
+    logging.basicConfig(level=settings.get("LOG_LEVEL"), format="%(asctime)s click-worker %(levelname)s %(message)s")
+    worker = ClickWorker(
+        settings.get("AMQP_URI"),
+        settings.get("CLICKS_DATABASE_URL"),
+        batch_size=settings.get_int("CLICK_BATCH_SIZE"),
+        batch_wait_ms=settings.get_int("CLICK_BATCH_WAIT_MS"),
+    )
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    log.info("click worker %s starting", os.getpid())
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

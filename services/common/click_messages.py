@@ -1,0 +1,36 @@
+"""The click-request message contract between the gateway and the click workers.
+
+A request is a persistent message on the durable ``clicks.requests`` queue (default exchange),
+``correlation_id`` = the request's id, ``reply_to`` = the sender's reply queue, body
+``{"user_id", "thing_id", "source"}``. Workers answer with one message per reply queue and
+batch: a JSON list of ``[correlation_id, answer]`` pairs, where an answer is
+``{"status": "ok" | "flattr_once" | "flattr_owner" | "no_means" | "not_found" | ..., "thing": {...}}``.
+"""
+from __future__ import annotations
+
+import amqp
+import kombu
+
+REQUEST_QUEUE = "clicks.requests"
+# requests that failed on their own data, with the reason in the x-reason header, for an operator
+DEAD_LETTER_QUEUE = "clicks.dead"
+
+
+def declare_queues(channel) -> None:
+    channel.queue_declare(REQUEST_QUEUE, durable=True, auto_delete=False)
+    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, auto_delete=False)
+
+
+def connect(uri: str) -> amqp.Connection:
+    """A connected py-amqp connection for an ``amqp://`` URI (kombu parses the URI)."""
+    info = kombu.Connection(uri)
+    conn = amqp.Connection(
+        host=f"{info.hostname or '127.0.0.1'}:{info.port or 5672}",
+        userid=info.userid or "guest",
+        password=info.password or "guest",
+        virtual_host=info.virtual_host or "/",
+        heartbeat=0,
+        connect_timeout=5,
+    )
+    conn.connect()
+    return conn

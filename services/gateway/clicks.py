@@ -1,0 +1,169 @@
+"""Sending click requests to the click workers and waiting for their answers.
+
+The hot path does not go through nameko RPC: the gateway publishes each click as a persistent
+message on the durable ``clicks.requests`` queue, with ``reply_to`` (this process's reply queue)
+and ``correlation_id``, and the workers answer in batches after their commit. A 2xx is only ever
+built from such an answer, so it means the click is committed. When the broker or the workers do
+not answer in time the caller gets ``ServiceUnavailable`` (503); the request expires in the queue
+after the same time, so a click the caller was told failed is not made later.
+
+One publishing connection per process (used under a lock: py-amqp is not thread-safe) and one
+reply consumer thread per process, which blocks in ``drain_events`` with a long timeout and hands
+each answer to the request thread waiting for it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import uuid
+
+import amqp
+
+from services.common.click_messages import REQUEST_QUEUE, connect, declare_queues
+from services.gateway.rpc import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+class _Waiter:
+    __slots__ = ("event", "answer")
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.answer = None
+
+
+class ClickClient:
+    def __init__(self, amqp_uri: str, timeout: float = 10.0):
+        self.amqp_uri = amqp_uri
+        self.timeout = timeout
+        self._publish_lock = threading.Lock()
+        self._publisher = None  # (connection, channel)
+        self._waiters: dict[str, _Waiter] = {}
+        self._waiters_lock = threading.Lock()
+        self._reply_queue = None
+        self._consumer = None
+        self._consumer_lock = threading.Lock()
+        self._ready = threading.Event()
+        self._closing = False
+
+    # -- the reply consumer ------------------------------------------------------------------------
+
+    def _ensure_consumer(self) -> str:
+        with self._consumer_lock:
+            if self._consumer is None or not self._consumer.is_alive():
+                self._consumer = threading.Thread(target=self._consume, name="click-replies", daemon=True)
+                self._consumer.start()
+        if not self._ready.wait(min(self.timeout, 5.0)):
+            raise ServiceUnavailable("the broker is not answering")
+        return self._reply_queue
+
+    def _consume(self):
+        while not self._closing:
+            conn = None
+            try:
+                conn = connect(self.amqp_uri)
+                channel = conn.channel()
+                queue, _, _ = channel.queue_declare("", exclusive=True, auto_delete=True)
+                channel.basic_consume(queue, callback=self._on_reply, no_ack=True)
+                self._reply_queue = queue
+                self._ready.set()
+                while not self._closing:
+                    try:
+                        conn.drain_events(timeout=1)
+                    except socket.timeout:
+                        pass
+            except Exception as exc:  # the broker went away: every waiting request fails now
+                if not self._closing:
+                    log.warning("click reply consumer lost the broker: %s", exc)
+            finally:
+                self._ready.clear()
+                self._fail_waiters()
+                if conn is not None:
+                    try:
+                        conn.collect()
+                    except Exception:
+                        pass
+            if not self._closing:
+                threading.Event().wait(0.5)
+
+    def _on_reply(self, message):
+        try:
+            items = json.loads(message.body)
+        except ValueError:
+            log.error("unreadable click reply")
+            return
+        with self._waiters_lock:
+            for correlation_id, answer in items:
+                waiter = self._waiters.pop(correlation_id, None)
+                if waiter is not None:
+                    waiter.answer = answer
+                    waiter.event.set()
+
+    def _fail_waiters(self):
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            waiter.event.set()  # with no answer: the caller answers 503
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def _publish(self, body: str, correlation_id: str, reply_to: str):
+        with self._publish_lock:
+            for attempt in (1, 2):
+                try:
+                    if self._publisher is None:
+                        conn = connect(self.amqp_uri)
+                        channel = conn.channel()
+                        declare_queues(channel)
+                        self._publisher = (conn, channel)
+                    message = amqp.Message(
+                        body,
+                        content_type="application/json",
+                        delivery_mode=2,
+                        correlation_id=correlation_id,
+                        reply_to=reply_to,
+                        # a request nobody took in time expires instead of being carried out late
+                        expiration=str(int(self.timeout * 1000)),
+                    )
+                    self._publisher[1].basic_publish(message, exchange="", routing_key=REQUEST_QUEUE)
+                    return
+                except Exception as exc:
+                    self._drop_publisher()
+                    if attempt == 2:
+                        raise ServiceUnavailable(f"cannot publish the click: {type(exc).__name__}") from exc
+
+    def _drop_publisher(self):
+        if self._publisher is not None:
+            try:
+                self._publisher[0].collect()
+            except Exception:
+                pass
+            self._publisher = None
+
+    # -- the call -----------------------------------------------------------------------------------
+
+    def flattr(self, user_id: int, thing_id: int, source: str = "api") -> dict:
+        """The worker's answer: ``{"status": "ok" | "flattr_once" | ..., "thing": {...}}``."""
+        reply_to = self._ensure_consumer()
+        correlation_id = str(uuid.uuid4())
+        waiter = _Waiter()
+        with self._waiters_lock:
+            self._waiters[correlation_id] = waiter
+        try:
+            self._publish(json.dumps({"user_id": user_id, "thing_id": thing_id, "source": source}), correlation_id, reply_to)
+            answered = waiter.event.wait(self.timeout)
+        finally:
+            with self._waiters_lock:
+                self._waiters.pop(correlation_id, None)
+        if not answered or waiter.answer is None:
+            raise ServiceUnavailable("the click workers did not answer in time")
+        return waiter.answer
+
+    def close(self):
+        self._closing = True
+        with self._publish_lock:
+            self._drop_publisher()
+        if self._consumer is not None:
+            self._consumer.join(timeout=2)

@@ -1,0 +1,187 @@
+"""Flattring, flattr lists and subscriptions (``/rest/v2``)."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from services.common.errors import NotFound
+from services.gateway import params, representations as rep
+from services.gateway.auth import current_caller, require
+from services.gateway.errors import ApiError
+from services.gateway.rpc import ServiceUnavailable
+
+flattr = Blueprint("flattr", __name__, url_prefix="/rest/v2")
+
+# Flattr's answers, by the worker's status
+ANSWERS = {
+    "flattr_once": (403, "You have already flattred this thing this period"),
+    "flattr_owner": (403, "You cannot flattr your own thing"),
+    "no_means": (401, "You do not have enough means in your wallet to flattr"),
+    "not_found": (404, "No such thing"),
+    "invalid_request": (400, "The flattr request could not be read"),
+}
+
+
+def rpc(service: str, method: str, *args, **kwargs):
+    return current_app.extensions["rpc"].call(service, method, *args, **kwargs)
+
+
+def click(user_id: int, thing_id: int, source: str = "api") -> dict:
+    """Send one click to the workers; the answer, or ServiceUnavailable."""
+    return current_app.extensions["clicks"].flattr(user_id, thing_id, source)
+
+
+def flattr_response(answer: dict):
+    status = answer.get("status")
+    if status == "ok":
+        return jsonify({"message": "ok", "description": "Thing was flattred", "thing": rep.small_thing(answer["thing"])})
+    if status in ANSWERS:
+        code, description = ANSWERS[status]
+        raise ApiError(code, status, description)
+    raise ServiceUnavailable(f"the click could not be carried out ({status})")
+
+
+@flattr.post("/things/<int:thing_id>/flattr")
+@require("flattr")
+def flattr_thing(thing_id):
+    return flattr_response(click(current_caller().user_id, thing_id))
+
+
+@flattr.post("/flattr", strict_slashes=False)
+@require("flattr")
+def flattr_url():
+    data = params.body()
+    url = params.text(data.get("url"), "url", required=True)
+    try:
+        found = rpc("accounts", "thing_for_url", url)
+    except NotFound:
+        raise ApiError(404, "not_found", "the auto-submit URL names no user of this platform") from None
+    return flattr_response(click(current_caller().user_id, found["id"]))
+
+
+# -- lists ------------------------------------------------------------------------------------
+
+
+def _flattr_list(rows: list[dict]):
+    caller = current_caller()
+    thing_ids = sorted({r["thing_id"] for r in rows})
+    user_ids = sorted({r["user_id"] for r in rows})
+    things = {t["id"]: t for t in rpc("accounts", "get_things", thing_ids)} if thing_ids else {}
+    counts = rpc("clicks", "counts", thing_ids, caller.user_id if caller else None) if thing_ids else {}
+    users = rpc("accounts", "users_by_id", user_ids) if user_ids else {}
+    out = []
+    for row in rows:
+        thing = things.get(row["thing_id"])
+        user = users.get(str(row["user_id"]))
+        if thing is None or user is None:
+            continue  # a deleted thing or account leaves no entry
+        thing = dict(thing, **counts.get(str(row["thing_id"]), {}))
+        out.append({"type": "flattr", "thing": rep.small_thing(thing), "owner": rep.small_user(user), "created_at": row["created_at"]})
+    return jsonify(out)
+
+
+@flattr.get("/user/flattrs", strict_slashes=False)
+@require()
+def my_flattrs():
+    page, count = params.paging()
+    return _flattr_list(rpc("clicks", "flattrs", user_id=current_caller().user_id, page=page, count=count))
+
+
+@flattr.get("/users/<username>/flattrs", strict_slashes=False)
+def user_flattrs(username):
+    user = rpc("accounts", "get_user", username=username)
+    page, count = params.paging()
+    return _flattr_list(rpc("clicks", "flattrs", user_id=user["id"], page=page, count=count))
+
+
+@flattr.get("/things/<int:thing_id>/flattrs", strict_slashes=False)
+def thing_flattrs(thing_id):
+    if not rpc("accounts", "get_things", [thing_id]):
+        raise ApiError(404, "not_found", "no such thing")
+    page, count = params.paging()
+    return _flattr_list(rpc("clicks", "flattrs", thing_id=thing_id, page=page, count=count))
+
+
+# -- subscriptions ---------------------------------------------------------------------------
+
+
+def _subscription(sub: dict):
+    things = rpc("accounts", "get_things", [sub["thing_id"]])
+    thing = rep.small_thing(things[0]) if things else None
+    return {"type": "subscription", "thing": thing, "months": sub["months"], "paused": sub["paused"], "created_at": sub["created_at"]}
+
+
+@flattr.get("/user/subscriptions", strict_slashes=False)
+@require("flattr")
+def my_subscriptions():
+    return jsonify([_subscription(s) for s in rpc("clicks", "subscriptions", current_caller().user_id)])
+
+
+@flattr.post("/things/<int:thing_id>/subscriptions", strict_slashes=False)
+@require("flattr")
+def subscribe(thing_id):
+    data = params.body()
+    months = data.get("months")
+    if months is not None:
+        months = params.integer(months, "months")
+        if months not in (3, 6, 12):
+            raise ApiError(400, "invalid_parameters", "months must be 3, 6 or 12")
+    sub = rpc("clicks", "subscribe", current_caller().user_id, thing_id, months)
+    return jsonify(_subscription(sub)), 201
+
+
+@flattr.put("/things/<int:thing_id>/subscriptions", strict_slashes=False)
+@require("flattr")
+def toggle_subscription(thing_id):
+    return jsonify(_subscription(rpc("clicks", "toggle_subscription", current_caller().user_id, thing_id)))
+
+
+@flattr.delete("/things/<int:thing_id>/subscriptions", strict_slashes=False)
+@require("flattr")
+def unsubscribe(thing_id):
+    rpc("clicks", "unsubscribe", current_caller().user_id, thing_id)
+    return Response(status=204)
+
+
+# -- activities ---------------------------------------------------------------------------------
+
+
+def _activities(user_id: int, username: str):
+    kind = request.args.get("type", "outgoing")
+    if kind not in ("incoming", "outgoing"):
+        raise ApiError(400, "invalid_parameters", "type is incoming or outgoing")
+    if kind == "outgoing":
+        rows = rpc("clicks", "flattrs", user_id=user_id, page=1, count=30)
+    else:
+        own = [t["id"] for t in rpc("accounts", "user_things", user_id, True, 1, 100)]
+        rows = rpc("clicks", "flattrs", thing_ids=own, page=1, count=30) if own else []
+    things = {t["id"]: t for t in rpc("accounts", "get_things", sorted({r["thing_id"] for r in rows}))} if rows else {}
+    users = rpc("accounts", "users_by_id", sorted({r["user_id"] for r in rows})) if rows else {}
+    items = []
+    for row in rows:
+        thing, actor = things.get(row["thing_id"]), users.get(str(row["user_id"]))
+        if thing is None or actor is None:
+            continue
+        items.append(
+            {
+                "published": row["created_at"],
+                "verb": "like",
+                "actor": {"objectType": "person", "displayName": actor["username"], "url": rep.small_user(actor)["link"]},
+                "object": {"objectType": "bookmark", "displayName": thing["title"], "url": thing["url"], "id": rep.api_url(f"/things/{thing['id']}")},
+            }
+        )
+    response = jsonify({"items": items})
+    response.headers["Content-Type"] = "application/stream+json"
+    return response
+
+
+@flattr.get("/user/activities", strict_slashes=False)
+@require()
+def my_activities():
+    caller = current_caller()
+    return _activities(caller.user_id, caller.username)
+
+
+@flattr.get("/users/<username>/activities", strict_slashes=False)
+def user_activities(username):
+    user = rpc("accounts", "get_user", username=username)
+    return _activities(user["id"], user["username"])
