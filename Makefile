@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install dev test migrate check-ledger clean
+.PHONY: install dev test migrate clean bench-ingest bench-clicks bench-button
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ migrate: install
 
 test: install
 	$(PY) -m pytest
+
+# Benchmarks: each starts what it needs in a private database and virtual host, prints its
+# figures and ends with a line starting ratio=.
+bench-ingest: install
+	PYTHONWARNINGS=ignore $(PY) -m bench.ingest
+
+bench-clicks: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	PYTHONWARNINGS=ignore $(PY) -m bench.clicks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -40,7 +40,8 @@ WITH period AS (
     SELECT r.idx, r.request_id, r.user_id, r.thing_id, r.source,
            t.thing_id IS NOT NULL AND NOT t.deleted AS found,
            t.owner_id, t.url, t.title,
-           coalesce(m.has_means, false) AS has_means
+           coalesce(m.has_means, false) AS has_means,
+           m.user_id IS NOT NULL AS means_known
     FROM req r
     LEFT JOIN clicks.things t ON t.thing_id = r.thing_id
     LEFT JOIN clicks.means m ON m.user_id = r.user_id
@@ -64,7 +65,7 @@ WITH period AS (
         last_flattr_at = EXCLUDED.last_flattr_at
     RETURNING thing_id, flattrs
 )
-SELECT j.idx, j.found, j.owner_id, j.has_means, j.url, j.title,
+SELECT j.idx, j.found, j.owner_id, j.has_means, j.means_known, j.url, j.title,
        ins.request_id = j.request_id AS inserted,
        ins.request_id IS NOT NULL AS inserted_by_batch,
        before.request_id AS existing_request,
@@ -88,9 +89,11 @@ def _values(cursor, requests: list[ClickRequest]) -> str:
 
 
 def answer(row, request: ClickRequest) -> dict:
-    """One request's answer from its row of the statement (the rules, first match wins)."""
+    """One request's answer from its row of the statement (the rules, first match wins).
+    ``unsure`` marks answers the replicas could not give for certain: a thing or a reader they
+    have not heard of yet, to be asked about and resolved again."""
     if not row.found:
-        return {"status": NOT_FOUND}
+        return {"status": NOT_FOUND, "unsure": True}
     thing = {"id": request.thing_id, "url": row.url, "title": row.title, "flattrs": row.flattrs}
     if row.owner_id == request.user_id:
         return {"status": OWNER, "thing": thing}
@@ -99,13 +102,13 @@ def answer(row, request: ClickRequest) -> dict:
     if row.existing_request is not None or row.inserted_by_batch:
         return {"status": ONCE, "thing": thing}
     if not row.has_means:
-        return {"status": NO_MEANS, "thing": thing}
+        return {"status": NO_MEANS, "thing": thing, "unsure": not row.means_known}
     # a concurrent batch inserted the same click between our snapshot and our insert
     return {"status": ONCE, "thing": thing}
 
 
 class _Row:
-    __slots__ = ("idx", "found", "owner_id", "has_means", "url", "title", "inserted", "inserted_by_batch", "existing_request", "flattrs", "period_id")
+    __slots__ = ("idx", "found", "owner_id", "has_means", "means_known", "url", "title", "inserted", "inserted_by_batch", "existing_request", "flattrs", "period_id")
 
     def __init__(self, values):
         for name, value in zip(self.__slots__, values):

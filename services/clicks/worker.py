@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -28,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from services.common import settings
 from services.clicks import ingest
-from services.common.click_messages import DEAD_LETTER_QUEUE, REQUEST_QUEUE, connect, declare_queues
+from services.common.click_messages import DEAD_LETTER_QUEUE, REQUEST_QUEUE, buffered, connect, declare_queues
 
 log = logging.getLogger("clicks.worker")
 
@@ -62,7 +63,7 @@ class ClickWorker:
     # -- connections ------------------------------------------------------------------------
 
     def _connect_amqp(self):
-        self.conn = connect(self.amqp_uri)
+        self.conn = connect(self.amqp_uri, read_ahead=True)
         self.channel = self.conn.channel()
         declare_queues(self.channel)
         self.channel.basic_qos(prefetch_size=0, prefetch_count=self.batch_size * 2, a_global=False)
@@ -98,16 +99,24 @@ class ClickWorker:
         self.buffer.append(Message(message.delivery_tag, props.get("reply_to"), request))
 
     def _fill_batch(self):
-        deadline = None
+        """Wait for a first request; then take every request already waiting on the socket, and
+        wait at most ``batch_wait`` for more, up to ``batch_size``."""
+        deadline = time.monotonic() + self.batch_wait if self.buffer else None
+        sock = self.conn.transport.sock
         while self.running and len(self.buffer) < self.batch_size:
-            timeout = 1.0 if not self.buffer else max(0.0, deadline - time.monotonic())
-            if self.buffer and timeout == 0.0:
-                return
+            if deadline is None:
+                timeout = 1.0
+            elif buffered(self.conn) or select.select([sock], [], [], 0)[0]:
+                timeout = 1.0  # data is waiting: a whole frame follows at once
+            else:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return
             try:
+                # never a sub-millisecond timeout: py-amqp can lose a frame cut by one
                 self.conn.drain_events(timeout=max(timeout, 0.002))
             except socket.timeout:
-                if self.buffer:
-                    return
+                pass
             if self.buffer and deadline is None:
                 deadline = time.monotonic() + self.batch_wait
 
@@ -129,8 +138,7 @@ class ClickWorker:
             ingest.backfill_means(cur, means)
         self.db.commit()
 
-    def _resolve(self, requests):
-        self._backfill(requests)
+    def _resolve_once(self, requests):
         for _ in range(5):
             try:
                 with self.db.cursor() as cur:
@@ -140,6 +148,20 @@ class ClickWorker:
             except ingest.NoOpenPeriod:
                 self.db.rollback()  # sealed while we waited for its lock; the next one is open now
         raise RuntimeError("no open period")
+
+    def _resolve(self, requests):
+        """Resolve the batch; requests the replicas could not judge (a thing or a reader they have
+        not heard of yet) are asked about and resolved again."""
+        answers = self._resolve_once(requests)
+        unsure = [i for i, a in enumerate(answers) if a.get("unsure")]
+        if unsure:
+            again = [requests[i] for i in unsure]
+            self._backfill(again)
+            for i, answer in zip(unsure, self._resolve_once(again)):
+                answers[i] = answer
+        for answer in answers:
+            answer.pop("unsure", None)
+        return answers
 
     def _process(self, batch: list[Message]):
         requests = [m.request for m in batch]

@@ -19,6 +19,7 @@ from services.gateway.rpc import RpcPool
 from services.gateway.views.admin import admin
 from services.gateway.clicks import ClickClient
 from services.gateway.views.api import api
+from services.gateway.views.button import button
 from services.gateway.views.flattr import flattr
 from services.gateway.views.money import money
 from services.gateway.views.platform import platform
@@ -110,6 +111,7 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     app.register_blueprint(admin)
     app.register_blueprint(web)
     app.register_blueprint(platform)
+    app.register_blueprint(button)
 
     csrf = CSRFProtect(app)
     csrf.exempt(api)

@@ -1,0 +1,141 @@
+"""What every benchmark needs: a private database and RabbitMQ virtual host, seeding, processes.
+
+Benchmarks run against the machine's PostgreSQL and RabbitMQ (the same as ``make dev``) but in a
+database and a virtual host of their own, dropped at the end, so they never touch real data.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from services.common.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_DB = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+AMQP_BASE = os.environ.get("BENCH_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
+RABBIT_API = os.environ.get("BENCH_RABBIT_API", "http://guest:guest@127.0.0.1:15672/api")
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def progress(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stdout.write(f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def private_environment(name: str):
+    """A migrated database and an empty virtual host for one benchmark run; both removed after."""
+    suffix = uuid.uuid4().hex[:8]
+    database = f"bench_{name}_{suffix}"
+    vhost = f"bench-{name}-{suffix}"
+    admin = create_engine(ADMIN_DB, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{database}"'))
+    url = make_url(ADMIN_DB).set(database=database).render_as_string(hide_password=False)
+    api = f"{RABBIT_API}/vhosts/{quote(vhost, safe='')}"
+    requests.put(api, timeout=10).raise_for_status()
+    try:
+        for service in ("accounts", "clicks", "settlement"):
+            upgrade(service, url)
+        yield url, f"{AMQP_BASE}/{quote(vhost, safe='')}"
+    finally:
+        requests.delete(api, timeout=10)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def seed_click_path(url: str, readers: int, things: int) -> list[str]:
+    """Readers with means and personal tokens, and things owned by someone else, written
+    straight into the tables the click path reads. Returns the readers' tokens."""
+    engine = create_engine(url)
+    tokens = [f"bench-token-{i}-{uuid.uuid4().hex}" for i in range(readers)]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accounts.users (id, username, email, password_hash) "
+                "SELECT i, 'reader' || i, 'reader' || i || '@bench.example', 'x' FROM generate_series(1, :n) i"
+            ),
+            {"n": readers + 1},
+        )
+        conn.execute(
+            text("INSERT INTO accounts.access_tokens (token_hash, user_id, kind, scopes) VALUES (:h, :u, 'personal', 'flattr')"),
+            [{"h": hashlib.sha256(t.encode()).hexdigest(), "u": i + 1} for i, t in enumerate(tokens)],
+        )
+        owner = readers + 1
+        conn.execute(
+            text(
+                "INSERT INTO accounts.things (id, owner_id, url, title) "
+                "SELECT i, :o, 'https://bench.example/' || i, 'Bench thing ' || i FROM generate_series(1, :n) i"
+            ),
+            {"o": owner, "n": things},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO clicks.things (thing_id, owner_id, url, title, deleted, changed_at) "
+                "SELECT i, :o, 'https://bench.example/' || i, 'Bench thing ' || i, false, now() FROM generate_series(1, :n) i"
+            ),
+            {"o": owner, "n": things},
+        )
+        conn.execute(
+            text("INSERT INTO clicks.means (user_id, has_means, changed_at) SELECT i, true, now() FROM generate_series(1, :n) i"),
+            {"n": readers},
+        )
+    engine.dispose()
+    return tokens
+
+
+def spawn(module: str, env: dict, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "w")
+    return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 5
+    for p in processes:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def service_env(db_url: str, amqp_uri: str, **extra) -> dict:
+    env = dict(os.environ)
+    env.update(
+        AMQP_URI=amqp_uri,
+        ACCOUNTS_DATABASE_URL=db_url,
+        CLICKS_DATABASE_URL=db_url,
+        SETTLEMENT_DATABASE_URL=db_url,
+        PYTHONWARNINGS="ignore",
+        LOG_LEVEL="WARNING",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env

@@ -1,0 +1,498 @@
+"""The button: the embeddable iframe, the badge, the first-party flattr window, auto-submit and load.js.
+
+The button lives on other people's sites, where the platform's cookies are third-party and
+browsers block them. So the iframe (``/button/<id>``) and the badge (``/button/<id>.svg``) need no
+cookie and set none: they show the count, and the iframe's link opens the flattr window
+(``/flattr/<id>``), a small first-party page on the platform's own origin. There the visitor signs
+in if needed and confirms with one click in a CSRF-protected POST form; the window cannot be
+framed (``X-Frame-Options: DENY``, ``frame-ancestors 'none'``), so a third-party page cannot trick
+anyone into clicking it. On ``ok`` it posts ``{"type": "flattr", "thing", "flattrs"}`` to the
+window that opened it (the button iframe, same origin) and closes itself; the button listens and
+shows the new count.
+
+Counts for the iframe and the badge come from a short-lived per-process cache
+(``BUTTON_CACHE_SECONDS``, default 3): a hit costs no RPC and serves bytes rendered once, and is
+answered by a small WSGI middleware before Flask builds a request context (``ButtonFastPath``).
+A thing that does not exist is remembered only for a moment (read-your-writes for new things),
+and a click through the flattr window drops the thing's entry at once.
+
+The REST API answers anonymous cross-origin GETs under ``/rest/v2/things`` (``lookup`` and the
+thing it redirects to) with ``Access-Control-Allow-Origin: *`` so that ``load.js`` can find a
+thing's id from its URL on any site; no credentials are allowed, and nothing else is opened.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from flask import Blueprint, Response, current_app, render_template, request, session, url_for
+from markupsafe import escape
+
+from services.common import settings
+from services.common.errors import DomainError, NotFound, UserNotFound
+from services.gateway import metrics, representations as rep
+from services.gateway.rpc import ServiceUnavailable
+from services.gateway.views.flattr import ANSWERS
+from services.gateway.views.web import login_required
+
+button = Blueprint("button", __name__)
+
+MAX_THING_ID = 2**63 - 1
+MISSING_TTL = 0.5  # seconds a "no such thing" is remembered: never long, a new thing must show at once
+MAX_ENTRIES = 50_000
+USERNAME_RE = re.compile(r"^[a-z0-9_-]{3,32}$")
+MAX_URL = 2000
+
+FRAMEABLE = "frame-ancestors *"
+# The iframe's inline script and style are part of the cached page; nothing else may load.
+BUTTON_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors *"
+BADGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *"
+NOT_FRAMEABLE = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'", "Cache-Control": "no-store"}
+
+LOAD_JS = Path(__file__).resolve().parent.parent / "templates" / "button" / "load.js"
+
+# The flattr window's answers, by the worker's status: (HTTP status, heading, explanation)
+RESULTS = {
+    "ok": (200, "Flattred!", "Thanks: this thing gets a share of your budget at the end of the period."),
+    "flattr_once": (ANSWERS["flattr_once"][0], "Already flattred", "You have already flattred this thing this period."),
+    "flattr_owner": (ANSWERS["flattr_owner"][0], "This is your own thing", "You cannot flattr your own thing."),
+    "no_means": (
+        ANSWERS["no_means"][0],
+        "Not enough means",
+        "Set a monthly budget and fund your wallet with at least that much to flattr things.",
+    ),
+    "not_found": (ANSWERS["not_found"][0], "No such thing", "This thing does not exist (any more)."),
+}
+
+
+# -- the cache ---------------------------------------------------------------------------------
+
+
+class Entry:
+    """What the button shows for one thing, and the bytes rendered from it (filled on first use,
+    with their WSGI headers, so that a hit is served without rendering anything)."""
+
+    __slots__ = ("thing_id", "found", "title", "url", "flattrs", "expires", "html", "svg")
+
+    def __init__(self, thing_id: int, found: bool, title: str = "", url: str = "", flattrs: int = 0, expires: float = 0.0):
+        self.thing_id, self.found, self.title, self.url, self.flattrs, self.expires = thing_id, found, title, url, flattrs, expires
+        self.html: tuple[bytes, list] | None = None
+        self.svg: tuple[bytes, list] | None = None
+
+
+class ButtonCache:
+    """Per-process: thing id -> Entry until it expires. Reads take no lock (a dict read is atomic);
+    writes do. When an entry expires, one thread reloads it while the others keep showing the
+    expired count for those few milliseconds (no burst of RPCs for a popular button). An entry
+    loaded while the thing was invalidated (a click in between) is not stored, so a click's new
+    count is never overwritten by an older read."""
+
+    def __init__(self, ttl: float):
+        self.ttl = max(0.0, ttl)
+        self.cache_control = f"public, max-age={max(1, math.ceil(self.ttl))}"
+        self._entries: dict[int, Entry] = {}
+        self._versions: dict[int, int] = {}
+        self._loading: set[int] = set()
+        self._lock = threading.Lock()
+
+    def get(self, thing_id: int) -> Entry:
+        entry = self._entries.get(thing_id)
+        if entry is not None and entry.expires > time.monotonic():
+            return entry
+        with self._lock:
+            if entry is not None and entry.found and thing_id in self._loading:
+                return entry  # another thread is reloading it right now
+            self._loading.add(thing_id)
+            version = self._versions.get(thing_id, 0)
+        try:
+            fresh = self._load(thing_id)
+        except ServiceUnavailable:
+            if entry is not None and entry.found:
+                return entry  # a stale count beats an error in someone else's page
+            raise
+        finally:
+            with self._lock:
+                self._loading.discard(thing_id)
+        with self._lock:
+            if self._versions.get(thing_id, 0) == version:
+                if len(self._entries) >= MAX_ENTRIES:
+                    self._prune()
+                self._entries[thing_id] = fresh
+        return fresh
+
+    def peek(self, thing_id: int) -> Entry | None:
+        """The entry if it is fresh, without loading anything."""
+        entry = self._entries.get(thing_id)
+        return entry if entry is not None and entry.expires > time.monotonic() else None
+
+    def invalidate(self, thing_id: int) -> None:
+        with self._lock:
+            self._entries.pop(thing_id, None)
+            self._versions[thing_id] = self._versions.get(thing_id, 0) + 1
+            if len(self._versions) >= MAX_ENTRIES:
+                self._versions.clear()  # a load that straddles this clear may store one old count for one TTL
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, e in self._entries.items() if e.expires <= now]:
+            del self._entries[key]
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+
+    def _load(self, thing_id: int) -> Entry:
+        rpc = current_app.extensions["rpc"]
+        things = rpc.call("accounts", "get_things", [thing_id]) if thing_id <= MAX_THING_ID else []
+        now = time.monotonic()
+        if not things:
+            return Entry(thing_id, False, expires=now + min(self.ttl, MISSING_TTL))
+        thing = things[0]
+        counts = rpc.call("clicks", "counts", [thing_id], None)
+        flattrs = int((counts.get(str(thing_id)) or {}).get("flattrs") or 0)
+        return Entry(thing_id, True, thing["title"], thing["url"], flattrs, expires=now + self.ttl)
+
+
+@button.record_once
+def _install(state):
+    app = state.app
+    ttl = app.config.get("BUTTON_CACHE_SECONDS")
+    if ttl is None:
+        ttl = settings.get_float("BUTTON_CACHE_SECONDS")
+    cache = ButtonCache(float(ttl))
+    app.extensions["button_cache"] = cache
+    app.wsgi_app = ButtonFastPath(app.wsgi_app, cache)
+
+
+def _cache() -> ButtonCache:
+    return current_app.extensions["button_cache"]
+
+
+# -- cross-origin reads for load.js ------------------------------------------------------------------
+
+
+@button.after_app_request
+def _allow_cross_origin_thing_reads(response):
+    """Anonymous GETs of ``/rest/v2/things/...`` may be read by scripts on any site (load.js).
+    No credentials: a wildcard origin never lets a browser send or read the platform's cookies."""
+    if request.method in ("GET", "HEAD") and request.path.startswith("/rest/v2/things/"):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+# -- the iframe and the badge ------------------------------------------------------------------------
+
+FRAME_RULE, BADGE_RULE = "/button/<int:thing_id>", "/button/<int:thing_id>.svg"
+_BUTTON_PATH = re.compile(r"^/button/([0-9]{1,18})(\.svg)?$")
+
+
+class ButtonFastPath:
+    """WSGI middleware: a GET of a button or badge whose rendered bytes are in the cache and fresh
+    is answered here, without a Flask request context (sessions, CSRF, hooks): the button is the
+    most requested page of the platform. Everything else, misses and expired entries included,
+    goes to Flask, whose views fill the cache. Hits are counted in the same request metrics."""
+
+    def __init__(self, wsgi_app, cache: ButtonCache):
+        self.wsgi_app = wsgi_app
+        self.cache = cache
+        self._requests = {rule: metrics.REQUESTS.labels("GET", rule, "200") for rule in (FRAME_RULE, BADGE_RULE)}
+        self._latency = {rule: metrics.REQUEST_LATENCY.labels("GET", rule) for rule in (FRAME_RULE, BADGE_RULE)}
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "GET":
+            path = environ.get("PATH_INFO", "")
+            if path.startswith("/button/"):
+                started = time.perf_counter()
+                match = _BUTTON_PATH.match(path)
+                if match:
+                    entry = self.cache.peek(int(match.group(1)))
+                    if entry is not None:
+                        rendered = entry.svg if match.group(2) else entry.html
+                        if rendered is not None:
+                            start_response("200 OK", list(rendered[1]))
+                            rule = BADGE_RULE if match.group(2) else FRAME_RULE
+                            self._requests[rule].inc()
+                            self._latency[rule].observe(time.perf_counter() - started)
+                            return [rendered[0]]
+        return self.wsgi_app(environ, start_response)
+
+
+def _rendered(body: bytes, content_type: str, csp: str, cache_control: str, *extra) -> tuple[bytes, list]:
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", cache_control),
+        ("Content-Security-Policy", csp),
+        *extra,
+    ]
+    return body, headers
+
+
+def _serve(rendered: tuple[bytes, list]) -> Response:
+    return Response(rendered[0], 200, rendered[1])
+
+
+def _unavailable_button():
+    body = render_template("button/unavailable.html")
+    return Response(body, 503, {"Retry-After": "5", "Cache-Control": "no-store", "Content-Security-Policy": BUTTON_CSP})
+
+
+@button.get(FRAME_RULE)
+def button_frame(thing_id):
+    cache = _cache()
+    try:
+        entry = cache.get(thing_id)
+    except ServiceUnavailable:
+        return _unavailable_button()
+    if not entry.found:
+        body = render_template("button/not_found.html", thing_id=thing_id)
+        return Response(body, 404, {"Cache-Control": "no-store", "Content-Security-Policy": BUTTON_CSP})
+    if entry.html is None:
+        body = render_template("button/button.html", entry=entry).encode()
+        entry.html = _rendered(body, "text/html; charset=utf-8", BUTTON_CSP, cache.cache_control)
+    return _serve(entry.html)
+
+
+def badge_svg(label: str, value: str, title: str, color: str = "#6a9f1c") -> bytes:
+    """A flat two-part badge; widths from a per-character estimate (Verdana 11px)."""
+    left, right = 6 * len(label) + 12, 7 * len(value) + 12
+    width = left + right
+    label_e, value_e, title_e = escape(label), escape(value), escape(title)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="20" role="img" aria-label="{label_e}: {value_e}">'
+        f"<title>{title_e}</title>"
+        f'<rect width="{left}" height="20" rx="3" fill="#555"/>'
+        f'<rect x="{left - 4}" width="{right + 4}" height="20" rx="3" fill="{color}"/>'
+        f'<rect x="{left - 4}" width="4" height="20" fill="{color}"/>'
+        f'<g fill="#fff" text-anchor="middle" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">'
+        f'<text x="{left / 2}" y="14">{label_e}</text>'
+        f'<text x="{left + right / 2}" y="14">{value_e}</text></g></svg>'
+    ).encode()
+
+
+@button.get(BADGE_RULE)
+def button_badge(thing_id):
+    cache = _cache()
+    try:
+        entry = cache.get(thing_id)
+    except ServiceUnavailable:
+        svg = badge_svg("flattr", "?", "the count is not available right now", "#9f9f9f")
+        return Response(svg, 503, {"Content-Type": "image/svg+xml", "Retry-After": "5", "Cache-Control": "no-store"})
+    if not entry.found:
+        svg = badge_svg("flattr", "not found", "no such thing", "#9f9f9f")
+        headers = {"Content-Type": "image/svg+xml", "Cache-Control": "no-store", "Content-Security-Policy": BADGE_CSP}
+        return Response(svg, 404, headers)
+    if entry.svg is None:
+        body = badge_svg("flattr", str(entry.flattrs), f"{entry.title}: {entry.flattrs} flattrs")
+        entry.svg = _rendered(body, "image/svg+xml", BADGE_CSP, cache.cache_control, ("X-Content-Type-Options", "nosniff"))
+    return _serve(entry.svg)
+
+
+# -- load.js --------------------------------------------------------------------------------------
+
+
+_load_js: tuple[bytes, str] | None = None
+
+
+@button.get("/js/load.js")
+def load_js():
+    global _load_js
+    if _load_js is None or current_app.debug:
+        body = LOAD_JS.read_bytes()
+        _load_js = (body, hashlib.sha256(body).hexdigest()[:20])
+    body, etag = _load_js
+    response = Response(body, 200, {"Content-Type": "application/javascript; charset=utf-8", "X-Content-Type-Options": "nosniff"})
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.set_etag(etag)
+    return response.make_conditional(request)
+
+
+# -- the first-party flattr window ---------------------------------------------------------------------
+
+
+@button.after_request
+def _first_party_pages_cannot_be_framed(response):
+    if request.endpoint in ("button.flattr_window", "button.flattr_auto", "button.auto_submit"):
+        for name, value in NOT_FRAMEABLE.items():
+            response.headers[name] = value
+    return response
+
+
+def _page_error(status: int, heading: str, text: str, **headers):
+    body = render_template("button/message.html", heading=heading, text=text, error=None)
+    return Response(body, status, headers)
+
+
+def _unavailable_page():
+    return _page_error(503, "Try again in a moment", "A part of the platform is not answering right now.", **{"Retry-After": "5"})
+
+
+def _get_thing(thing_id: int) -> dict | None:
+    if thing_id > MAX_THING_ID:
+        return None
+    things = current_app.extensions["rpc"].call("accounts", "get_things", [thing_id])
+    return things[0] if things else None
+
+
+def _click(thing_id: int) -> dict:
+    answer = current_app.extensions["clicks"].flattr(session["user_id"], thing_id, "button")
+    _cache().invalidate(thing_id)
+    return answer
+
+
+def _result_page(answer: dict, fallback_thing: dict | None = None):
+    status = answer.get("status")
+    if status not in RESULTS:
+        return _unavailable_page()
+    code, heading, text = RESULTS[status]
+    thing = answer.get("thing") or fallback_thing
+    message = None
+    if status == "ok" and thing:
+        message = {"type": "flattr", "thing": thing["id"], "flattrs": int(thing.get("flattrs") or 0)}
+    return Response(render_template("button/result.html", status=status, heading=heading, text=text, thing=thing, message=message), code)
+
+
+@button.route("/flattr/<int:thing_id>", methods=["GET", "POST"])
+@login_required
+def flattr_window(thing_id):
+    """GET shows one confirming button (never flattrs); POST (CSRF-checked by Flask-WTF) flattrs."""
+    try:
+        if request.method == "POST":
+            return _result_page(_click(thing_id))
+        thing = _get_thing(thing_id)
+        if thing is None:
+            return _page_error(404, "No such thing", "This thing does not exist (any more).")
+        counts = current_app.extensions["rpc"].call("clicks", "counts", [thing_id], session["user_id"])
+    except ServiceUnavailable:
+        return _unavailable_page()
+    state = counts.get(str(thing_id)) or {}
+    own = bool(thing.get("owner")) and thing["owner"]["id"] == session["user_id"]
+    return render_template(
+        "button/confirm.html",
+        thing=thing,
+        flattrs=int(state.get("flattrs") or 0),
+        flattred=bool(state.get("flattred")),
+        own=own,
+        action=url_for("button.flattr_window", thing_id=thing_id),
+    )
+
+
+# -- auto-submit -------------------------------------------------------------------------------------
+
+
+class BadAutoSubmit(ValueError):
+    pass
+
+
+def parse_auto_submit(query: dict) -> dict:
+    """The fields of an auto-submit request (``user_id``, ``url``, optional ``title``, ...)."""
+    user = (query.get("user_id") or "").strip()
+    url = (query.get("url") or "").strip()
+    if not user or not url:
+        raise BadAutoSubmit("an auto-submit link needs user_id (a username) and url")
+    if not USERNAME_RE.match(user):
+        raise BadAutoSubmit("user_id must be a username (3 to 32 characters of a-z, 0-9, _ and -)")
+    if len(url) > MAX_URL or "\x00" in url:
+        raise BadAutoSubmit("url is too long")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise BadAutoSubmit("url is not a valid address") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadAutoSubmit("url must be an http or https address")
+    fields = {"user_id": user, "url": url}
+    for name in ("title", "description", "tags", "category", "language", "hidden"):
+        value = query.get(name)
+        if value:
+            if "\x00" in value or len(value) > 1000:
+                raise BadAutoSubmit(f"{name} is not valid")
+            fields[name] = value
+    return fields
+
+
+def _auto_submit_url(fields: dict) -> str:
+    return f"{rep.base_url()}/submit/auto?{urlencode(fields)}"
+
+
+def _auto_from_url(value: str | None) -> tuple[str, dict]:
+    if not value or len(value) > MAX_URL + 2000:
+        raise BadAutoSubmit("url must be an auto-submit address")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise BadAutoSubmit("url must be an auto-submit address") from None
+    if not parts.path.rstrip("/").endswith("/submit/auto"):
+        raise BadAutoSubmit("url must be an auto-submit address (…/submit/auto?user_id=…&url=…)")
+    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    return value, parse_auto_submit(query)
+
+
+def _lookup(url: str) -> int | None:
+    try:
+        return current_app.extensions["rpc"].call("accounts", "lookup_url", url)
+    except NotFound:
+        return None
+
+
+def _auto_preview(fields: dict) -> dict:
+    """What the thing will be: the registered one if any, else a preview (owner must exist)."""
+    thing_id = _lookup(fields["url"])
+    thing = _get_thing(thing_id) if thing_id else None
+    if thing is not None:
+        return {"registered": True, "thing": thing}
+    owner = current_app.extensions["rpc"].call("accounts", "get_user", username=fields["user_id"])
+    preview = {"title": fields.get("title") or _title_from_url(fields["url"]), "url": fields["url"], "description": fields.get("description", "")}
+    return {"registered": False, "thing": preview, "owner": owner["username"]}
+
+
+def _title_from_url(url: str) -> str:
+    parts = urlsplit(url)
+    return ((parts.hostname or "") + (parts.path if parts.path not in ("", "/") else ""))[:100]
+
+
+@button.get("/submit/auto")
+def auto_submit():
+    try:
+        fields = parse_auto_submit(request.args)
+    except BadAutoSubmit as exc:
+        return _page_error(400, "Not a valid auto-submit link", str(exc))
+    try:
+        view = _auto_preview(fields)
+    except UserNotFound:
+        return _page_error(404, "No such user", f"{fields['user_id']} is not a user of this platform.")
+    except DomainError as exc:
+        return _page_error(exc.status if 400 <= exc.status < 500 else 400, "Not a valid auto-submit link", exc.description)
+    except ServiceUnavailable:
+        return _unavailable_page()
+    auto_url = _auto_submit_url(fields)
+    return render_template("button/auto_submit.html", flattr_url=url_for("button.flattr_auto", url=auto_url), **view)
+
+
+@button.route("/flattr/auto", methods=["GET", "POST"])
+@login_required
+def flattr_auto():
+    """The first-party window for an auto-submit URL: GET confirms, POST creates the thing on its
+    first flattr (owned by the link's ``user_id``) and flattrs it."""
+    try:
+        auto_url, fields = _auto_from_url(request.values.get("url"))
+    except BadAutoSubmit as exc:
+        return _page_error(400, "Not a valid auto-submit link", str(exc))
+    try:
+        if request.method == "POST":
+            try:
+                found = current_app.extensions["rpc"].call("accounts", "thing_for_url", auto_url)
+            except NotFound:
+                return _page_error(404, "No such user", f"{fields['user_id']} is not a user of this platform.")
+            return _result_page(_click(found["id"]))
+        view = _auto_preview(fields)
+    except UserNotFound:
+        return _page_error(404, "No such user", f"{fields['user_id']} is not a user of this platform.")
+    except DomainError as exc:
+        return _page_error(exc.status if 400 <= exc.status < 500 else 400, "Not a valid auto-submit link", exc.description)
+    except ServiceUnavailable:
+        return _unavailable_page()
+    return render_template("button/confirm_auto.html", auto_url=auto_url, action=url_for("button.flattr_auto"), **view)
