@@ -9,6 +9,8 @@
   keeps to its documented status, content type, headers and schema; hand-made requests do the same
   for answers fuzzing cannot reach (OAuth tokens, missing scopes, found lookups, rate limits).
 - ODD_INPUT lists requests that once crashed the gateway; each must be refused with a 4xx.
+- KNOWN_SERVER_ERRORS lists the server errors the fuzzer finds in code not yet fixed; each has a
+  strict xfail test that reproduces it, so the fix turns that test red until its entry is removed.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from schemathesis.generation.overrides import Override
 
 from services.gateway.app import create_app
 from services.gateway.views.platform import load_openapi
-from tests.factories import PASSWORD, bearer, create_thing, personal_token, user_with_token
+from tests.factories import PASSWORD, bearer, create_thing, deposit, eventually, personal_token, user_with_token
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 # Served outside /rest/v2 and documented too; the HTML pages (/, /signup, /login, /apps, /thing/..,
@@ -171,6 +173,30 @@ NEGATIVE_CHECKS = [not_a_server_error, content_type_conformance, response_schema
 FUZZ_EXAMPLES = 15  # per operation and generation mode, on top of schemathesis' coverage cases
 
 
+INT64_MAX = 2**63 - 1
+
+
+def _known_server_error(case, response) -> str | None:
+    """Why this server error is a known bug of the code (see the xfail tests at the end), else None."""
+    if response.status_code != 503 or case.operation.label != "POST /rest/v2/things/{id}/flattr":
+        return None
+    try:
+        past_int64 = int(str((case.path_parameters or {})["id"])) > INT64_MAX
+    except (KeyError, ValueError):
+        return None
+    try:
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+    except ValueError:
+        return None
+    if past_int64 and error == "service_unavailable":
+        return "a thing id past int64 is dead-lettered by the click workers (test_flattr_of_an_id_past_int64_is_not_found)"
+    return None
+
+
+KNOWN_SERVER_ERRORS = [_known_server_error]
+
+
 def _documented_answers_over_500(operation) -> set[int]:
     """5xx statuses the document names as answers; never 500 (a crash) nor 503 (a service down)."""
     statuses = {int(code) for code in operation.definition.raw["responses"] if code.isdigit()}
@@ -184,6 +210,7 @@ class Prober:
         self.base_url, self.bearer, self.basic = base_url, bearer, basic
         self.session = requests.Session()
         self.failures: list[str] = []
+        self.known: list[str] = []
         self.statuses: dict[str, Counter] = {}
 
     def send(self, case, label: str, send_token: bool = True) -> None:
@@ -195,7 +222,14 @@ class Prober:
         elif security == [{"bearerAuth": []}] or (send_token and case.operation.path.startswith("/rest/v2/")):
             kwargs["headers"] = dict(self.bearer)
         response = case.call(base_url=self.base_url, session=self.session, **kwargs)
-        self.statuses.setdefault(label, Counter())[response.status_code] += 1
+        # schemathesis also sends other methods to the path (405, or 200 for OPTIONS): counted apart
+        other_method = str(case.method).upper() != case.operation.method.upper()
+        self.statuses.setdefault(f"{label} (other methods)" if other_method else label, Counter())[response.status_code] += 1
+        for known in KNOWN_SERVER_ERRORS:
+            reason = known(case, response)
+            if reason:
+                self.known.append(f"{case.operation.label} {case.path_parameters}: {response.status_code}, {reason}")
+                return
         mode = case.meta.generation.mode if case.meta is not None else GenerationMode.POSITIVE
         checks = POSITIVE_CHECKS if mode == GenerationMode.POSITIVE else NEGATIVE_CHECKS
         if response.status_code in _documented_answers_over_500(case.operation):
@@ -228,13 +262,13 @@ class Prober:
                 description = case.meta.phase.data.description if case.meta is not None else ""
                 self._failed(f"{label} {description}", exc)
 
-    def fuzz(self, operation, mode: GenerationMode, **path_parameters) -> None:
+    def fuzz(self, operation, mode: GenerationMode, examples: int = FUZZ_EXAMPLES, **path_parameters) -> None:
         """Random cases (hypothesis, derandomized), shrunk to a small reproduction on failure."""
         label = f"{operation.label} [{mode.value}{', ' + repr(path_parameters) if path_parameters else ''}]"
         strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters or None)
 
         @settings(
-            max_examples=FUZZ_EXAMPLES,
+            max_examples=examples,
             deadline=None,
             derandomize=True,
             database=None,
@@ -255,11 +289,47 @@ class Prober:
             self._failed(label, exc)
 
 
+def _give_means(base_url: str, *callers: dict) -> None:
+    """A budget and a deposit that covers it, for each caller; returns once the click path knows."""
+    for headers in callers:
+        assert requests.put(f"{base_url}/rest/v2/user/budget", json={"amount": 500}, headers=headers, timeout=10).status_code == 200
+        assert deposit(base_url, headers, 1000).status_code == 201
+    for headers in callers:
+
+        def has_means(headers=headers) -> bool:
+            return requests.get(f"{base_url}/rest/v2/user/wallet", headers=headers, timeout=10).json()["has_means"]
+
+        assert eventually(has_means), "the deposit gave no means"
+
+
+def _flattr(base_url: str, headers: dict, thing_id: int) -> requests.Response:
+    return requests.post(f"{base_url}/rest/v2/things/{thing_id}/flattr", headers=headers, timeout=10)
+
+
 def test_gateway_keeps_to_its_openapi_document(gateway):
     schema = schemathesis.openapi.from_dict(load_openapi())
     user, headers = user_with_token(gateway)
     thing_id = create_thing(gateway, headers)
     prober = Prober(gateway, headers, (user["username"], user["password"]))
+
+    # The caller has means, so flattrs and subscriptions reach their happy paths: someone else owns
+    # things for the caller to flattr and subscribe to, and flattrs the caller's thing, so the lists
+    # and activities (both ways) are not empty.
+    _, other = user_with_token(gateway)
+    to_flattr, to_subscribe, flattred = (create_thing(gateway, other) for _ in range(3))
+    _give_means(gateway, headers, other)
+    assert _flattr(gateway, headers, flattred).status_code == 200
+    assert _flattr(gateway, other, thing_id).status_code == 200
+    subscribed = requests.post(f"{gateway}/rest/v2/things/{flattred}/subscriptions", json={"months": 3}, headers=headers, timeout=10)
+    assert subscribed.status_code == 201, subscribed.text
+    # (METHOD, path) -> the thing a second, positive fuzz run of the operation is given
+    on_a_real_thing = {
+        ("POST", "/rest/v2/things/{id}/flattr"): to_flattr,  # 200, then flattr_once
+        ("GET", "/rest/v2/things/{id}/flattrs"): flattred,
+        ("POST", "/rest/v2/things/{id}/subscriptions"): to_subscribe,  # 201, then subscribed
+        ("PUT", "/rest/v2/things/{id}/subscriptions"): to_subscribe,
+        ("DELETE", "/rest/v2/things/{id}/subscriptions"): to_subscribe,
+    }
 
     # revoking tokens by random ids may revoke the caller's own: that runs last, as someone else
     _, throwaway_bearer = user_with_token(gateway)
@@ -283,10 +353,36 @@ def test_gateway_keeps_to_its_openapi_document(gateway):
             prober.fuzz(operation, mode)
         if operation.path == "/rest/v2/things/{id}" and method == "GET":
             prober.fuzz(operation, GenerationMode.POSITIVE, id=str(thing_id))
+            prober.fuzz(operation, GenerationMode.POSITIVE, examples=5, id=str(to_flattr))
+        if (method, operation.path) in on_a_real_thing:
+            thing = str(on_a_real_thing[method, operation.path])
+            prober.fuzz(operation, GenerationMode.POSITIVE, examples=5, id=thing)
     elapsed = time.monotonic() - started
+
+    # the happy paths were reached, so their answers were checked against the document too
+    def seen(label: str) -> set[int]:
+        return {
+            status
+            for name, counts in prober.statuses.items()
+            if name.startswith(label + " [") and not name.endswith("(other methods)")
+            for status in counts
+        }
+
+    expected = {
+        "POST /rest/v2/things/{id}/flattr": {200, 401, 403, 404},
+        "POST /rest/v2/flattr": {200, 400},
+        "POST /rest/v2/things/{id}/subscriptions": {201, 400, 403, 404},
+        "PUT /rest/v2/things/{id}/subscriptions": {200, 404},
+        "DELETE /rest/v2/things/{id}/subscriptions": {204, 404},
+        "GET /rest/v2/things/{id}/flattrs": {200, 404},
+    }
+    unreached = {label: sorted(statuses - seen(label)) for label, statuses in expected.items() if statuses - seen(label)}
+    if unreached:
+        prober.failures.append(f"--- answers never reached, so never checked: {unreached}")
 
     if prober.failures:
         statuses = "\n".join(f"{label}: {dict(counts)}" for label, counts in prober.statuses.items())
+        statuses += "".join(f"\nknown bug, not checked: {known}" for known in prober.known)
         pytest.fail(
             f"{len(prober.failures)} case(s) broke the document ({elapsed:.0f}s of requests):\n\n"
             + "\n\n".join(prober.failures)
@@ -300,7 +396,9 @@ def _conforms(base_url: str, schema, label: str, status: int, *, call: dict | No
     case = schema.find_operation_by_label(label).Case(**case_data)
     response = case.call(base_url=base_url, timeout=10, **(call or {}))
     assert response.status_code == status, f"{label}: {response.status_code} {response.text}"
-    case.validate_response(response, checks=POSITIVE_CHECKS, headers=(call or {}).get("headers"))
+    # a documented 5xx (503 service_unavailable) is the answer looked for here, not a crash
+    checks = [check for check in POSITIVE_CHECKS if status < 500 or check is not not_a_server_error]
+    case.validate_response(response, checks=checks, headers=(call or {}).get("headers"))
     return response
 
 
@@ -364,6 +462,22 @@ def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_f
     taken = {**body, "url": "https://example.com/found"}
     _conforms(gateway, schema, "POST /rest/v2/things", 409, body=taken, media_type="application/json", call={"headers": stranger})
     _conforms(gateway, schema, "GET /rest/v2/things/{id}", 200, path_parameters={"id": str(thing_id)}, call={"headers": stranger})
+
+    # flattring without means or without the flattr scope; subscribing to one's own thing; a
+    # gateway whose click workers do not answer in time
+    flattr, subscribe = "POST /rest/v2/things/{id}/flattr", "POST /rest/v2/things/{id}/subscriptions"
+    on_thing = {"id": thing_id}
+    refused = _conforms(gateway, schema, flattr, 401, path_parameters=on_thing, call={"headers": stranger})
+    assert refused.json()["error"] == "no_means"
+    refused = _conforms(gateway, schema, flattr, 403, path_parameters=on_thing, call={"headers": personal})
+    assert refused.json()["error"] == "flattr_owner"
+    refused = _conforms(gateway, schema, flattr, 403, path_parameters=on_thing, call={"headers": no_scope})
+    assert refused.json()["error"] == "insufficient_scope"
+    refused = _conforms(gateway, schema, subscribe, 403, path_parameters=on_thing, call={"headers": personal})
+    assert refused.json()["error"] == "thing_owner"
+    unanswered = gateway_factory(CLICK_TIMEOUT=0.001)
+    refused = _conforms(unanswered, schema, flattr, 503, path_parameters=on_thing, call={"headers": stranger})
+    assert refused.json()["error"] == "service_unavailable"
 
     # lookups that find the thing, by its URL and by an auto-submit URL
     found = _conforms(gateway, schema, "GET /rest/v2/things/lookup", 302, query={"url": "https://example.com/found"})
@@ -454,3 +568,18 @@ def test_odd_input_is_refused_not_a_server_error(gateway):
         label = "POST /rest/v2/user/tokens with the Basic username 'a\\x00b'"
         prober.failures.append(f"--- {label}\n{response.status_code} {response.text}")
     assert not prober.failures, "\n\n".join(prober.failures)
+
+
+# -- bugs of the code the fuzzer found, not yet fixed ----------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="code bug: the click workers cast thing ids to bigint, so an id past int64 fails the batch, is dead-lettered "
+    "and answered 503 service_unavailable; every other {id} route answers 404. Once fixed, drop _known_server_error.",
+)
+def test_flattr_of_an_id_past_int64_is_not_found(gateway):
+    _, headers = user_with_token(gateway)
+    response = _flattr(gateway, headers, INT64_MAX + 1)
+    assert (response.status_code, response.json()["error"]) == (404, "not_found"), response.text
+

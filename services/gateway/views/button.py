@@ -35,7 +35,8 @@ from markupsafe import escape
 
 from services.common import settings
 from services.common.errors import DomainError, NotFound, UserNotFound
-from services.gateway import metrics, representations as rep
+from services.gateway import metrics
+from services.gateway import representations as rep
 from services.gateway.rpc import ServiceUnavailable
 from services.gateway.views.flattr import ANSWERS
 from services.gateway.views.web import login_required
@@ -48,7 +49,6 @@ MAX_ENTRIES = 50_000
 USERNAME_RE = re.compile(r"^[a-z0-9_-]{3,32}$")
 MAX_URL = 2000
 
-FRAMEABLE = "frame-ancestors *"
 # The iframe's inline script and style are part of the cached page; nothing else may load.
 BUTTON_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors *"
 BADGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *"
@@ -77,10 +77,11 @@ class Entry:
     """What the button shows for one thing, and the bytes rendered from it (filled on first use,
     with their WSGI headers, so that a hit is served without rendering anything)."""
 
-    __slots__ = ("thing_id", "found", "title", "url", "flattrs", "expires", "html", "svg")
+    __slots__ = ("expires", "flattrs", "found", "html", "svg", "thing_id", "title", "url")
 
     def __init__(self, thing_id: int, found: bool, title: str = "", url: str = "", flattrs: int = 0, expires: float = 0.0):
-        self.thing_id, self.found, self.title, self.url, self.flattrs, self.expires = thing_id, found, title, url, flattrs, expires
+        self.thing_id, self.found, self.title, self.url = thing_id, found, title, url
+        self.flattrs, self.expires = flattrs, expires
         self.html: tuple[bytes, list] | None = None
         self.svg: tuple[bytes, list] | None = None
 
@@ -344,16 +345,17 @@ def _click(thing_id: int) -> dict:
     return answer
 
 
-def _result_page(answer: dict, fallback_thing: dict | None = None):
+def _result_page(answer: dict):
     status = answer.get("status")
     if status not in RESULTS:
         return _unavailable_page()
     code, heading, text = RESULTS[status]
-    thing = answer.get("thing") or fallback_thing
+    thing = answer.get("thing")
     message = None
     if status == "ok" and thing:
         message = {"type": "flattr", "thing": thing["id"], "flattrs": int(thing.get("flattrs") or 0)}
-    return Response(render_template("button/result.html", status=status, heading=heading, text=text, thing=thing, message=message), code)
+    body = render_template("button/result.html", status=status, heading=heading, text=text, thing=thing, message=message)
+    return Response(body, code)
 
 
 @button.route("/flattr/<int:thing_id>", methods=["GET", "POST"])
@@ -362,6 +364,8 @@ def flattr_window(thing_id):
     """GET shows one confirming button (never flattrs); POST (CSRF-checked by Flask-WTF) flattrs."""
     try:
         if request.method == "POST":
+            if thing_id > MAX_THING_ID:  # no such id can exist; the click path would choke on it
+                return _result_page({"status": "not_found"})
             return _result_page(_click(thing_id))
         thing = _get_thing(thing_id)
         if thing is None:
@@ -397,7 +401,7 @@ def parse_auto_submit(query: dict) -> dict:
     if not USERNAME_RE.match(user):
         raise BadAutoSubmit("user_id must be a username (3 to 32 characters of a-z, 0-9, _ and -)")
     if len(url) > MAX_URL or "\x00" in url:
-        raise BadAutoSubmit("url is too long")
+        raise BadAutoSubmit(f"url must be an address of at most {MAX_URL} characters")
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -411,6 +415,9 @@ def parse_auto_submit(query: dict) -> dict:
             if "\x00" in value or len(value) > 1000:
                 raise BadAutoSubmit(f"{name} is not valid")
             fields[name] = value
+    title = fields.get("title", "").strip()
+    if title and not 5 <= len(title) <= 100:
+        raise BadAutoSubmit("title must be 5 to 100 characters")
     return fields
 
 
@@ -445,7 +452,11 @@ def _auto_preview(fields: dict) -> dict:
     if thing is not None:
         return {"registered": True, "thing": thing}
     owner = current_app.extensions["rpc"].call("accounts", "get_user", username=fields["user_id"])
-    preview = {"title": fields.get("title") or _title_from_url(fields["url"]), "url": fields["url"], "description": fields.get("description", "")}
+    preview = {
+        "title": fields.get("title") or _title_from_url(fields["url"]),
+        "url": fields["url"],
+        "description": fields.get("description", ""),
+    }
     return {"registered": False, "thing": preview, "owner": owner["username"]}
 
 
