@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from nameko.events import event_handler
+from services.common.events import subscriber
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import select, text
@@ -73,20 +73,24 @@ class ClicksService:
             {"i": data["thing_id"], "o": data.get("owner_id"), "u": data["url"], "t": data.get("title", ""), "d": deleted, "c": occurred_at},
         )
 
-    @event_handler("accounts", "thing.created")
-    @event_handler("accounts", "thing.updated")
-    def on_thing_changed(self, event):
+    def _thing_event(self, event, deleted: bool):
         if first_seen(self.db, event, event["type"]):
-            self._upsert_thing(event["data"], event["occurred_at"], deleted=False)
+            self._upsert_thing(event["data"], event["occurred_at"], deleted=deleted)
         self.db.commit()
 
-    @event_handler("accounts", "thing.deleted")
+    @subscriber("accounts", "thing.created")
+    def on_thing_created(self, event):
+        self._thing_event(event, deleted=False)
+
+    @subscriber("accounts", "thing.updated")
+    def on_thing_updated(self, event):
+        self._thing_event(event, deleted=False)
+
+    @subscriber("accounts", "thing.deleted")
     def on_thing_deleted(self, event):
-        if first_seen(self.db, event, event["type"]):
-            self._upsert_thing(event["data"], event["occurred_at"], deleted=True)
-        self.db.commit()
+        self._thing_event(event, deleted=True)
 
-    @event_handler("settlement", "means.changed")
+    @subscriber("settlement", "means.changed")
     def on_means_changed(self, event):
         if first_seen(self.db, event, "means.changed"):
             data = event["data"]

@@ -82,4 +82,11 @@ class Subscribed(DomainError):
     code, status = "subscribed", 403
 
 
-ALL = (InvalidRequest, InvalidParameters, NotFound, UserNotFound, Unauthorized, Forbidden, Conflict, PaymentDeclined, ProviderError, ThingOwner, Subscribed)
+@deserialize_to_instance
+class Unavailable(DomainError):
+    """The service's database (or another dependency) is not answering: try again shortly."""
+
+    code, status = "service_unavailable", 503
+
+
+ALL = (InvalidRequest, InvalidParameters, NotFound, UserNotFound, Unauthorized, Forbidden, Conflict, PaymentDeclined, ProviderError, ThingOwner, Subscribed, Unavailable)

@@ -24,3 +24,41 @@ def envelope(event_type: str, data: dict, *, version: int = ENVELOPE_VERSION) ->
 
 def exchange_name(source_service: str) -> str:
     return f"{source_service}.events"
+
+
+def subscriber(source: str, event_type: str):
+    """``@subscriber("accounts", "thing.created")``: a nameko event handler that survives outages.
+
+    While the service's database is not answering, the event goes back to its queue (after a
+    pause, so the retry does not spin) and is handled once the database is back. Any other error
+    is a bug in handling this one event: it is logged with the whole event, for an operator to
+    replay, and not retried for ever.
+    """
+    import functools
+    import logging
+
+    import eventlet
+    from nameko.events import event_handler
+    from sqlalchemy.exc import DBAPIError
+
+    from services.common.rpc import database_unavailable
+
+    log = logging.getLogger(f"events.{source}.{event_type}")
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(self, event):
+            try:
+                return fn(self, event)
+            except DBAPIError as exc:
+                if database_unavailable(exc):
+                    log.warning("database unavailable; %s goes back to the queue", event_type)
+                    eventlet.sleep(1)
+                    raise
+                log.exception("could not handle %s; event kept here for replay: %r", event_type, event)
+            except Exception:
+                log.exception("could not handle %s; event kept here for replay: %r", event_type, event)
+
+        return event_handler(source, event_type, requeue_on_error=True)(wrapper)
+
+    return decorate

@@ -20,8 +20,8 @@ SOURCES = ("accounts", "clicks", "settlement")
 # (source service, event type, subscribing service, handler method)
 SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("accounts", "budget.changed", "settlement", "on_budget_changed"),
-    ("accounts", "thing.created", "clicks", "on_thing_changed"),
-    ("accounts", "thing.updated", "clicks", "on_thing_changed"),
+    ("accounts", "thing.created", "clicks", "on_thing_created"),
+    ("accounts", "thing.updated", "clicks", "on_thing_updated"),
     ("accounts", "thing.deleted", "clicks", "on_thing_deleted"),
     ("settlement", "means.changed", "clicks", "on_means_changed"),
     ("settlement", "payout.requested", "payouts", "on_payout_requested"),

@@ -55,7 +55,8 @@ def register(app) -> None:
     def _domain_error(exc: DomainError):
         if isinstance(exc, Conflict):
             return error_response(409, "conflict", exc.description)
-        return error_response(exc.status, exc.code, exc.description)
+        headers = {"Retry-After": "5"} if exc.status == 503 else None
+        return error_response(exc.status, exc.code, exc.description, headers)
 
     @app.errorhandler(ServiceUnavailable)
     def _unavailable(exc):

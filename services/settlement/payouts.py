@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 
-from nameko.events import event_handler
 from nameko.timer import timer
 from sqlalchemy import text
 
 from services.common.db import Database
+from services.common.events import subscriber
 from services.common.outbox import Outbox
 from services.common.rpc import rpc
 from services.settlement import money_flows
@@ -51,7 +51,7 @@ class PayoutsService:
         money_flows.settle_payout(self.db, self.events, payout_id, result)
         self.db.commit()
 
-    @event_handler("settlement", "payout.requested")
+    @subscriber("settlement", "payout.requested")
     def on_payout_requested(self, event):
         self._pay(event["data"]["payout_id"])
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from nameko.dependency_providers import Config
-from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from services.common.db import Database
+from services.common.events import subscriber
 from services.common.errors import Conflict, InvalidParameters, NotFound, PaymentDeclined, ProviderError
 from services.common.money import Money
 from services.common.outbox import Outbox
@@ -56,7 +56,7 @@ class SettlementService:
 
     # -- replicas fed by events ----------------------------------------------------------------
 
-    @event_handler("accounts", "budget.changed")
+    @subscriber("accounts", "budget.changed")
     def on_budget_changed(self, event):
         if not first_seen(self.db, event, "budget.changed"):
             return
