@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 OK, NOT_FOUND, OWNER, ONCE, NO_MEANS = "ok", "not_found", "flattr_owner", "flattr_once", "no_means"
 SOURCES = ("api", "button", "subscription")
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,11 @@ class ClickWorker:
             self._reply({props.get("reply_to"): [[props.get("correlation_id"), {"status": "invalid_request"}]]})
             self.channel.basic_ack(message.delivery_tag)
             return
+        if not (0 < request.thing_id <= ingest.MAX_ID and 0 < request.user_id <= ingest.MAX_ID):
+            # no such row can exist (ids are PostgreSQL bigints); answered without the database
+            self._reply({props.get("reply_to"): [[props.get("correlation_id"), {"status": ingest.NOT_FOUND}]]})
+            self.channel.basic_ack(message.delivery_tag)
+            return
         self.buffer.append(Message(message.delivery_tag, props.get("reply_to"), request))
 
     def _fill_batch(self):

@@ -61,6 +61,11 @@ def flattr_url():
 # -- lists ------------------------------------------------------------------------------------
 
 
+def _visible(thing: dict, caller) -> bool:
+    """Hidden things stay out of lists, except for their owner."""
+    return not thing["hidden"] or (caller is not None and (thing.get("owner") or {}).get("id") == caller.user_id)
+
+
 def _flattr_list(rows: list[dict]):
     caller = current_caller()
     thing_ids = sorted({r["thing_id"] for r in rows})
@@ -72,8 +77,8 @@ def _flattr_list(rows: list[dict]):
     for row in rows:
         thing = things.get(row["thing_id"])
         user = users.get(str(row["user_id"]))
-        if thing is None or user is None:
-            continue  # a deleted thing or account leaves no entry
+        if thing is None or user is None or not _visible(thing, caller):
+            continue  # a deleted or hidden thing, or a deleted account, leaves no entry
         thing = dict(thing, **counts.get(str(row["thing_id"]), {}))
         out.append({"type": "flattr", "thing": rep.small_thing(thing), "owner": rep.small_user(user), "created_at": row["created_at"]})
     return jsonify(out)
@@ -106,7 +111,8 @@ def thing_flattrs(thing_id):
 
 def _subscription(sub: dict):
     things = rpc("accounts", "get_things", [sub["thing_id"]])
-    thing = rep.small_thing(things[0]) if things else None
+    counts = rpc("clicks", "counts", [sub["thing_id"]]) if things else {}
+    thing = rep.small_thing(dict(things[0], **counts.get(str(sub["thing_id"]), {}))) if things else None
     return {"type": "subscription", "thing": thing, "months": sub["months"], "paused": sub["paused"], "created_at": sub["created_at"]}
 
 
@@ -159,7 +165,7 @@ def _activities(user_id: int, username: str):
     items = []
     for row in rows:
         thing, actor = things.get(row["thing_id"]), users.get(str(row["user_id"]))
-        if thing is None or actor is None:
+        if thing is None or actor is None or not _visible(thing, current_caller()):
             continue
         items.append(
             {
