@@ -40,6 +40,30 @@ def libpq_dsn(sqlalchemy_url: str) -> str:
     return " ".join(f"{k}={v}" for k, v in parts.items() if v not in (None, ""))
 
 
+def parse_requests(body, correlation_id) -> list[ingest.ClickRequest]:
+    """The click requests of one message, in either form of the contract (click_messages)."""
+    data = json.loads(body)
+    if isinstance(data, dict) and "requests" in data:
+        rows = data["requests"]
+        if not isinstance(rows, list) or not rows:
+            raise ValueError("requests must be a non-empty list")
+    else:
+        rows = [[correlation_id, data["user_id"], data["thing_id"], data.get("source", "api")]]
+    requests = []
+    for request_id, user_id, thing_id, source in rows:
+        if not request_id:
+            raise ValueError("a request needs an id")
+        requests.append(
+            ingest.ClickRequest(
+                request_id=str(request_id),
+                user_id=int(user_id),
+                thing_id=int(thing_id),
+                source=source if source in ingest.SOURCES else "api",
+            )
+        )
+    return requests
+
+
 class Message:
     __slots__ = ("tag", "reply_to", "request")
 
@@ -83,25 +107,26 @@ class ClickWorker:
 
     def _on_message(self, message):
         props = message.properties
+        reply_to = props.get("reply_to")
         try:
-            body = json.loads(message.body)
-            request = ingest.ClickRequest(
-                request_id=str(props["correlation_id"]),
-                user_id=int(body["user_id"]),
-                thing_id=int(body["thing_id"]),
-                source=body.get("source", "api") if body.get("source") in ingest.SOURCES else "api",
-            )
-        except (ValueError, KeyError, TypeError) as exc:
+            items = parse_requests(message.body, props.get("correlation_id"))
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             self._dead_letter(message.body, props, f"unreadable click request: {exc}")
-            self._reply({props.get("reply_to"): [[props.get("correlation_id"), {"status": "invalid_request"}]]})
+            if props.get("correlation_id"):
+                self._reply({reply_to: [[props["correlation_id"], {"status": "invalid_request"}]]})
             self.channel.basic_ack(message.delivery_tag)
             return
-        if not (0 < request.thing_id <= ingest.MAX_ID and 0 < request.user_id <= ingest.MAX_ID):
-            # no such row can exist (ids are PostgreSQL bigints); answered without the database
-            self._reply({props.get("reply_to"): [[props.get("correlation_id"), {"status": ingest.NOT_FOUND}]]})
+        impossible = []
+        for request in items:
+            if 0 < request.thing_id <= ingest.MAX_ID and 0 < request.user_id <= ingest.MAX_ID:
+                self.buffer.append(Message(message.delivery_tag, reply_to, request))
+            else:
+                # no such row can exist (ids are PostgreSQL bigints): answered without the database
+                impossible.append([request.request_id, {"status": ingest.NOT_FOUND}])
+        if impossible:
+            self._reply({reply_to: impossible})
+        if not self.buffer or self.buffer[-1].tag != message.delivery_tag:
             self.channel.basic_ack(message.delivery_tag)
-            return
-        self.buffer.append(Message(message.delivery_tag, props.get("reply_to"), request))
 
     def _fill_batch(self):
         """Wait for a first request; then take every request already waiting on the socket, and
@@ -256,7 +281,11 @@ class ClickWorker:
                     log.info("consuming %s", REQUEST_QUEUE)
                 self._fill_batch()
                 if self.buffer:
-                    batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size :]
+                    # never split a message between batches: it is acknowledged once, with its batch
+                    cut = min(self.batch_size, len(self.buffer))
+                    while cut < len(self.buffer) and self.buffer[cut].tag == self.buffer[cut - 1].tag:
+                        cut += 1
+                    batch, self.buffer = self.buffer[:cut], self.buffer[cut:]
                     self._process(batch)
             except (OSError, amqp.exceptions.AMQPError) as exc:
                 # the broker went away: unacknowledged requests return to the queue

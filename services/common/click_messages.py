@@ -1,10 +1,16 @@
 """The click-request message contract between the gateway and the click workers.
 
-A request is a persistent message on the durable ``clicks.requests`` queue (default exchange),
-``correlation_id`` = the request's id, ``reply_to`` = the sender's reply queue, body
-``{"user_id", "thing_id", "source"}``. Workers answer with one message per reply queue and
-batch: a JSON list of ``[correlation_id, answer]`` pairs, where an answer is
+Click requests travel on the durable ``clicks.requests`` queue (default exchange), with
+``reply_to`` = the sender's reply queue. A message carries one or more requests:
+
+- ``{"requests": [[request_id, user_id, thing_id, source], ...]}`` (what the gateway sends: the
+  clicks that arrived while its previous message was being sent), or
+- ``{"user_id", "thing_id", "source"}`` with the request id as the message's ``correlation_id``.
+
+Workers answer with one message per reply queue and batch: a JSON list of
+``[request_id, answer]`` pairs, where an answer is
 ``{"status": "ok" | "flattr_once" | "flattr_owner" | "no_means" | "not_found" | ..., "thing": {...}}``.
+A message is acknowledged only after every request in it is committed and answered.
 """
 from __future__ import annotations
 

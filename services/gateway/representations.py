@@ -9,7 +9,10 @@ from services.common import settings
 def base_url() -> str:
     """Addresses in resources point at the host the request came to, unless a public URL is set."""
     configured = settings.get("FLATTR_PUBLIC_URL")
-    return (configured or request.host_url).rstrip("/")
+    if configured:
+        return configured.rstrip("/")
+    # scheme and Host header as they came: request.host_url would also re-encode them (slow, same result)
+    return f"{request.scheme}://{request.host}"
 
 
 def api_url(path: str) -> str:

@@ -1,4 +1,4 @@
-"""WSGI entry point: ``gunicorn services.gateway.wsgi:app``."""
+"""WSGI entry point: the app any WSGI server can serve (``services.gateway.server`` does by default)."""
 from services.gateway.app import create_app
 
 app = create_app()
