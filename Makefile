@@ -33,5 +33,9 @@ bench-clicks: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	PYTHONWARNINGS=ignore $(PY) -m bench.clicks
 
+bench-button: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	PYTHONWARNINGS=ignore $(PY) -m bench.button
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
