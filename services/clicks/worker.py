@@ -83,6 +83,8 @@ class ClickWorker:
         self.rpc_runner = None
         self.rpc = None
         self.processed = 0
+        self.heartbeat = None
+        self._last_beat = 0.0
 
     # -- connections ------------------------------------------------------------------------
 
@@ -273,12 +275,21 @@ class ClickWorker:
 
     # -- main loop -----------------------------------------------------------------------------
 
+    def _beat(self):
+        """Touch the heartbeat file at most once a second: the container health check reads it."""
+        now = time.monotonic()
+        if self.heartbeat and now - self._last_beat > 1.0:
+            self._last_beat = now
+            with open(self.heartbeat, "w") as f:
+                f.write(str(os.getpid()))
+
     def run(self):
         while self.running:
             try:
                 if self.conn is None:
                     self._connect_amqp()
                     log.info("consuming %s", REQUEST_QUEUE)
+                self._beat()
                 self._fill_batch()
                 if self.buffer:
                     # never split a message between batches: it is acknowledged once, with its batch
@@ -302,7 +313,20 @@ class ClickWorker:
         self.running = False
 
 
+HEARTBEAT = os.environ.get("CLICK_WORKER_HEARTBEAT", "/tmp/click-worker.heartbeat")
+
+
+def healthy(max_age: float = 30.0) -> bool:
+    """The worker's loop went round recently (it beats at least every couple of seconds)."""
+    try:
+        return time.time() - os.path.getmtime(HEARTBEAT) < max_age
+    except OSError:
+        return False
+
+
 def main():
+    if sys.argv[1:] == ["--check"]:
+        return 0 if healthy() else 1
     logging.basicConfig(level=settings.get("LOG_LEVEL"), format="%(asctime)s click-worker %(levelname)s %(message)s")
     worker = ClickWorker(
         settings.get("AMQP_URI"),
@@ -310,6 +334,7 @@ def main():
         batch_size=settings.get_int("CLICK_BATCH_SIZE"),
         batch_wait_ms=settings.get_int("CLICK_BATCH_WAIT_MS"),
     )
+    worker.heartbeat = HEARTBEAT
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     log.info("click worker %s starting", os.getpid())
