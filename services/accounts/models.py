@@ -1,12 +1,13 @@
 """Tables of the accounts service (schema ``accounts``)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -90,6 +91,23 @@ class AuthorizationCode(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ThingDailyCount(Base):
+    """Clicks per thing, day and period, from ``things.counted``: what the flattr sorts read."""
+
+    __tablename__ = "thing_daily_counts"
+    thing_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    flattrs: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class ProcessedEvent(Base):
+    __tablename__ = "processed_events"
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    handler: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Thing(Base):
     __tablename__ = "things"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -106,7 +124,10 @@ class Thing(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # all-time clicks, kept from things.counted for the flattrs sort
+    flattrs: Mapped[int] = mapped_column(BigInteger, server_default="0")
     __table_args__ = (
+        Index("things_by_flattrs", "flattrs"),
         # a URL names one live thing; a deleted thing's URL can be registered again
         Index("things_url_live_key", "url", unique=True, postgresql_where=text("deleted_at IS NULL")),
         Index("things_tags_gin", "tags", postgresql_using="gin"),

@@ -258,3 +258,15 @@ def title_from_url(url: str) -> str:
     if len(title) < 5:
         title = (title + " (link)")[:100]
     return title[:100]
+
+
+def popularity(sort: str) -> str:
+    """The SQL score of a flattr sort over ``thing_daily_counts c`` (days are UTC dates).
+    ``trend`` weighs the last 30 days' clicks by recency: a click today counts 1, a week ago 1/8."""
+    today = "(now() AT TIME ZONE 'UTC')::date"
+    return {
+        "flattrs_month": f"sum(c.flattrs) FILTER (WHERE c.day >= date_trunc('month', {today})::date)",
+        "flattrs_week": f"sum(c.flattrs) FILTER (WHERE c.day > {today} - 7)",
+        "flattrs_day": f"sum(c.flattrs) FILTER (WHERE c.day = {today})",
+        "trend": f"sum(c.flattrs::float / (1 + ({today} - c.day))) FILTER (WHERE c.day > {today} - 30)",
+    }[sort]

@@ -9,12 +9,13 @@ from datetime import datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from eventlet import tpool
-from sqlalchemy import and_, func, not_, or_, select, update
+from sqlalchemy import and_, func, not_, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from services.accounts import rules
 from services.accounts.models import AccessToken, AuthorizationCode, OAuthClient, Thing, User, outbox
 from services.common.db import Database
+from services.common.events import subscriber
 from services.common.rpc import rpc
 from services.common.errors import Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized, UserNotFound
 from services.common.outbox import Outbox
@@ -297,6 +298,27 @@ class AccountsService:
             "languages": [{"id": c, "text": n} for c, n in rules.LANGUAGES],
         }
 
+    # -- counts from the click path, for the flattr sorts ---------------------------------------
+
+    @subscriber("clicks", "things.counted")
+    def on_things_counted(self, event):
+        first = self.db.execute(
+            text("INSERT INTO accounts.processed_events (event_id, handler) VALUES (:e, 'things.counted') ON CONFLICT DO NOTHING RETURNING 1"),
+            {"e": event["event_id"]},
+        ).scalar()
+        if first:
+            data = event["data"]
+            rows = [{"t": int(t), "d": data["day"], "p": data["period"], "n": int(n)} for t, n in data["counts"]]
+            self.db.execute(
+                text(
+                    "INSERT INTO accounts.thing_daily_counts (thing_id, day, period, flattrs) VALUES (:t, CAST(:d AS date), :p, :n) "
+                    "ON CONFLICT (thing_id, day, period) DO UPDATE SET flattrs = accounts.thing_daily_counts.flattrs + EXCLUDED.flattrs"
+                ),
+                rows,
+            )
+            self.db.execute(text("UPDATE accounts.things SET flattrs = flattrs + :n WHERE id = :t"), rows)
+        self.db.commit()
+
     # -- things --------------------------------------------------------------------------
 
     def _live_thing(self, thing_id, lock=False) -> Thing:
@@ -498,8 +520,12 @@ class AccountsService:
         if sort == "relevance" and text_query:
             # title matches first, then the newest
             order = [Thing.title.ilike(pattern).desc(), Thing.id.desc()]
-        else:
-            # click counts arrive with the click path; until then every flattr sort is by recency
+        elif sort == "relevance":
             order = [Thing.id.desc()]
+        elif sort == "flattrs":
+            order = [Thing.flattrs.desc(), Thing.id.desc()]
+        else:
+            score = rules.popularity(sort)
+            order = [text(f"coalesce((SELECT {score} FROM accounts.thing_daily_counts c WHERE c.thing_id = things.id), 0) DESC"), Thing.id.desc()]
         things = self.db.scalars(query.order_by(*order).offset((page - 1) * count).limit(count)).all()
         return {"total_items": total, "page": page, "things": self._with_owners(things)}

@@ -65,6 +65,17 @@ WITH period AS (
         period_id = EXCLUDED.period_id,
         last_flattr_at = EXCLUDED.last_flattr_at
     RETURNING thing_id, flattrs
+), announced AS (
+    -- the batch's counts, for the search sorts kept by accounts: an outbox event in this transaction
+    INSERT INTO clicks.outbox (event_id, event_type, body)
+    SELECT e.id, 'things.counted', jsonb_build_object(
+        'event_id', e.id, 'type', 'things.counted', 'version', 1, 'occurred_at', now(),
+        'data', jsonb_build_object('period', (SELECT id FROM period), 'day', (now() AT TIME ZONE 'UTC')::date, 'counts', a.counts))
+    FROM (SELECT gen_random_uuid() AS id) e,
+         (SELECT jsonb_agg(jsonb_build_array(thing_id, n)) AS counts, count(*) AS things
+          FROM (SELECT thing_id, count(*) AS n FROM ins GROUP BY thing_id) per_thing) a
+    WHERE a.things > 0
+    RETURNING 1
 )
 SELECT j.idx, j.found, j.owner_id, j.has_means, j.means_known, j.url, j.title,
        ins.request_id = j.request_id AS inserted,

@@ -24,6 +24,7 @@ SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("accounts", "thing.updated", "clicks", "on_thing_updated"),
     ("accounts", "thing.deleted", "clicks", "on_thing_deleted"),
     ("settlement", "means.changed", "clicks", "on_means_changed"),
+    ("clicks", "things.counted", "accounts", "on_things_counted"),
     ("settlement", "payout.requested", "payouts", "on_payout_requested"),
 )
 

@@ -153,3 +153,24 @@ def test_subscriptions(gateway):
     assert flattr(gateway, reader, thing_id).status_code == 200  # paused: no automatic click this time
     assert requests.delete(f"{gateway}/rest/v2/things/{thing_id}/subscriptions", headers=reader).status_code == 204
     assert requests.get(f"{gateway}/rest/v2/user/subscriptions", headers=reader).json() == []
+
+
+def test_search_sorts_by_flattrs(gateway):
+    _, creator = user_with_token(gateway)
+    tag = f"sorted{uuid.uuid4().hex[:6]}"
+    popular = create_thing(gateway, creator, tags=tag)
+    quiet = create_thing(gateway, creator, tags=tag)
+    newest = create_thing(gateway, creator, tags=tag)
+    for _ in range(3):
+        _, reader = reader_with_means(gateway)
+        assert flattr(gateway, reader, popular).status_code == 200
+    assert flattr(gateway, reader, quiet).status_code == 200
+
+    def order(sort):
+        return [t["id"] for t in requests.get(f"{gateway}/rest/v2/things/search", params={"tags": tag, "sort": sort}).json()["things"]]
+
+    # the counts reach accounts through the clicks outbox within a moment
+    assert eventually(lambda: order("flattrs") == [popular, quiet, newest])
+    for sort in ("flattrs_month", "flattrs_week", "flattrs_day", "trend"):
+        assert order(sort) == [popular, quiet, newest], sort
+    assert order("relevance") == [newest, quiet, popular]
