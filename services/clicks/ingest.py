@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 OK, NOT_FOUND, OWNER, ONCE, NO_MEANS = "ok", "not_found", "flattr_owner", "flattr_once", "no_means"
+# the caller gave up (and answered 503) before the request reached the database: not carried out
+EXPIRED = "expired"
 SOURCES = ("api", "button", "subscription")
 MAX_ID = 2**63 - 1
 
@@ -26,6 +28,7 @@ class ClickRequest:
     user_id: int
     thing_id: int
     source: str = "api"
+    deadline: float | None = None  # Unix time after which the caller no longer waits
 
 
 class NoOpenPeriod(Exception):
@@ -42,22 +45,26 @@ WITH period AS (
            t.thing_id IS NOT NULL AND NOT t.deleted AS found,
            t.owner_id, t.url, t.title,
            coalesce(m.has_means, false) AS has_means,
-           m.user_id IS NOT NULL AS means_known
+           m.user_id IS NOT NULL AS means_known,
+           prior.id IS NOT NULL AS stored_before
     FROM req r
     LEFT JOIN clicks.things t ON t.thing_id = r.thing_id
     LEFT JOIN clicks.means m ON m.user_id = r.user_id
+    -- the same request stored earlier (a redelivery), in whatever period
+    LEFT JOIN clicks.clicks prior ON prior.request_id = r.request_id
 ), candidates AS (
     SELECT DISTINCT ON (user_id, thing_id) idx, request_id, user_id, thing_id, source FROM judged
-    WHERE found AND owner_id IS DISTINCT FROM user_id AND has_means
+    WHERE found AND owner_id IS DISTINCT FROM user_id AND has_means AND NOT stored_before
     ORDER BY user_id, thing_id, idx
 ), ins AS (
     INSERT INTO clicks.clicks (period_id, user_id, thing_id, request_id, source)
     SELECT period.id, c.user_id, c.thing_id, c.request_id, c.source FROM candidates c CROSS JOIN period
-    ON CONFLICT (period_id, user_id, thing_id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING user_id, thing_id, request_id
 ), counted AS (
+    -- in thing order: two batches sharing things lock their counters in the same order
     INSERT INTO clicks.thing_counters AS tc (thing_id, flattrs, period_id, period_flattrs, last_flattr_at)
-    SELECT ins.thing_id, count(*), (SELECT id FROM period), count(*), now() FROM ins GROUP BY ins.thing_id
+    SELECT ins.thing_id, count(*), (SELECT id FROM period), count(*), now() FROM ins GROUP BY ins.thing_id ORDER BY ins.thing_id
     ON CONFLICT (thing_id) DO UPDATE SET
         flattrs = tc.flattrs + EXCLUDED.flattrs,
         period_flattrs = CASE WHEN tc.period_id = EXCLUDED.period_id THEN tc.period_flattrs + EXCLUDED.period_flattrs
@@ -77,7 +84,7 @@ WITH period AS (
     WHERE a.things > 0
     RETURNING 1
 )
-SELECT j.idx, j.found, j.owner_id, j.has_means, j.means_known, j.url, j.title,
+SELECT j.idx, j.found, j.owner_id, j.has_means, j.means_known, j.stored_before, j.url, j.title,
        ins.request_id = j.request_id AS inserted,
        ins.request_id IS NOT NULL AS inserted_by_batch,
        before.request_id AS existing_request,
@@ -109,18 +116,19 @@ def answer(row, request: ClickRequest) -> dict:
     thing = {"id": request.thing_id, "url": row.url, "title": row.title, "flattrs": row.flattrs}
     if row.owner_id == request.user_id:
         return {"status": OWNER, "thing": thing}
-    if row.inserted or row.existing_request == request.request_id:
+    if row.inserted or row.stored_before or row.existing_request == request.request_id:
         return {"status": OK, "thing": thing, "period": row.period_id}
     if row.existing_request is not None or row.inserted_by_batch:
         return {"status": ONCE, "thing": thing}
     if not row.has_means:
         return {"status": NO_MEANS, "thing": thing, "unsure": not row.means_known}
-    # a concurrent batch inserted the same click between our snapshot and our insert
-    return {"status": ONCE, "thing": thing}
+    # a concurrent batch stored the same click between our snapshot and our insert: maybe this
+    # very request (delivered twice), which the caller checks once the batch is committed
+    return {"status": ONCE, "thing": thing, "recheck": True}
 
 
 class _Row:
-    __slots__ = ("idx", "found", "owner_id", "has_means", "means_known", "url", "title", "inserted", "inserted_by_batch", "existing_request", "flattrs", "period_id")
+    __slots__ = ("idx", "found", "owner_id", "has_means", "means_known", "stored_before", "url", "title", "inserted", "inserted_by_batch", "existing_request", "flattrs", "period_id")
 
     def __init__(self, values):
         for name, value in zip(self.__slots__, values):
@@ -137,6 +145,11 @@ def resolve(cursor, requests: list[ClickRequest]) -> list[dict]:
         raise NoOpenPeriod()
     by_index = {row.idx: row for row in rows}
     return [answer(by_index[i], request) for i, request in enumerate(requests)]
+
+
+def stored_requests(cursor, request_ids: list[str]) -> set[str]:
+    cursor.execute("SELECT request_id::text FROM clicks.clicks WHERE request_id = ANY(%s::uuid[])", (request_ids,))
+    return {r[0] for r in cursor.fetchall()}
 
 
 def missing_things(cursor, thing_ids: list[int]) -> list[int]:

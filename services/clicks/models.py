@@ -46,6 +46,7 @@ class Click(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     __table_args__ = (
         Index("clicks_once_per_period", "period_id", "user_id", "thing_id", unique=True),
+        Index("clicks_one_per_request", "request_id", unique=True),
         Index("clicks_by_thing", "thing_id", "id"),
         Index("clicks_by_user", "user_id", "id"),
     )

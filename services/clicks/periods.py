@@ -95,7 +95,7 @@ def subscription_clicks(session: Session, period: str) -> int:
                 ON CONFLICT DO NOTHING RETURNING thing_id
             ), counted AS (
                 INSERT INTO clicks.thing_counters AS tc (thing_id, flattrs, period_id, period_flattrs, last_flattr_at)
-                SELECT thing_id, count(*), :p, count(*), now() FROM ins GROUP BY thing_id
+                SELECT thing_id, count(*), :p, count(*), now() FROM ins GROUP BY thing_id ORDER BY thing_id
                 ON CONFLICT (thing_id) DO UPDATE SET flattrs = tc.flattrs + EXCLUDED.flattrs,
                     period_flattrs = CASE WHEN tc.period_id = EXCLUDED.period_id THEN tc.period_flattrs + EXCLUDED.period_flattrs
                                           ELSE EXCLUDED.period_flattrs END,

@@ -50,7 +50,9 @@ def parse_requests(body, correlation_id) -> list[ingest.ClickRequest]:
     else:
         rows = [[correlation_id, data["user_id"], data["thing_id"], data.get("source", "api")]]
     requests = []
-    for request_id, user_id, thing_id, source in rows:
+    for row in rows:
+        request_id, user_id, thing_id, source = row[:4]
+        deadline = float(row[4]) if len(row) > 4 and row[4] is not None else None
         if not request_id:
             raise ValueError("a request needs an id")
         requests.append(
@@ -59,6 +61,7 @@ def parse_requests(body, correlation_id) -> list[ingest.ClickRequest]:
                 user_id=int(user_id),
                 thing_id=int(thing_id),
                 source=source if source in ingest.SOURCES else "api",
+                deadline=deadline,
             )
         )
     return requests
@@ -163,8 +166,10 @@ class ClickWorker:
         if not things and not users:
             return
         rpc = self._rpc()
-        found = rpc.accounts.get_things(things[:100]) if things else []
-        means = rpc.settlement.means_of(users) if users else {}
+        found = [t for i in range(0, len(things), 100) for t in rpc.accounts.get_things(things[i : i + 100])]
+        means = {}
+        for i in range(0, len(users), 1000):
+            means.update(rpc.settlement.means_of(users[i : i + 1000]))
         with self.db.cursor() as cur:
             ingest.backfill_things(cur, found)
             ingest.backfill_means(cur, means)
@@ -181,9 +186,16 @@ class ClickWorker:
                 self.db.rollback()  # sealed while we waited for its lock; the next one is open now
         raise RuntimeError("no open period")
 
-    def _resolve(self, requests):
+    def _resolve(self, all_requests):
         """Resolve the batch; requests the replicas could not judge (a thing or a reader they have
-        not heard of yet) are asked about and resolved again."""
+        not heard of yet) are asked about and resolved again. Requests past their deadline (their
+        caller was already told 503) are answered ``expired`` and not carried out."""
+        now = time.time()
+        live = [i for i, r in enumerate(all_requests) if r.deadline is None or r.deadline > now]
+        answers_by_index = {i: {"status": ingest.EXPIRED} for i in range(len(all_requests))}
+        requests = [all_requests[i] for i in live]
+        if not requests:
+            return [answers_by_index[i] for i in range(len(all_requests))]
         answers = self._resolve_once(requests)
         unsure = [i for i, a in enumerate(answers) if a.get("unsure")]
         if unsure:
@@ -191,9 +203,20 @@ class ClickWorker:
             self._backfill(again)
             for i, answer in zip(unsure, self._resolve_once(again)):
                 answers[i] = answer
+        recheck = [requests[i].request_id for i, a in enumerate(answers) if a.pop("recheck", False)]
+        if recheck:
+            # a concurrent worker stored a click with the same key meanwhile: was it this very request?
+            with self.db.cursor() as cur:
+                mine = ingest.stored_requests(cur, recheck)
+            self.db.rollback()
+            for answer, request in zip(answers, requests):
+                if request.request_id in mine:
+                    answer["status"] = ingest.OK
         for answer in answers:
             answer.pop("unsure", None)
-        return answers
+        for i, answer in zip(live, answers):
+            answers_by_index[i] = answer
+        return [answers_by_index[i] for i in range(len(all_requests))]
 
     def _process(self, batch: list[Message]):
         requests = [m.request for m in batch]
@@ -212,7 +235,15 @@ class ClickWorker:
             except Exception as exc:  # the data of some request: find it
                 log.exception("batch failed; resolving its requests one by one")
                 self._rollback_quietly()
-                answers = self._one_by_one(batch, exc)
+                try:
+                    answers = self._one_by_one(batch, exc)
+                except (psycopg2.OperationalError, psycopg2.InterfaceError) as lost:
+                    log.warning("database unavailable (%s); retrying the batch", lost)
+                    self._close_db()
+                    if not self.running:
+                        return
+                    time.sleep(0.5)
+                    continue
                 break
         replies: dict[str, list] = {}
         for message, result in zip(batch, answers):

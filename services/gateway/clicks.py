@@ -184,12 +184,14 @@ class ClickClient:
         with self._waiters_lock:
             self._waiters[correlation_id] = waiter
         try:
-            self._submit([correlation_id, user_id, thing_id, source], waiter, reply_to)
+            # a second before we give up: a worker that gets the request later does not carry it out
+            deadline = time.time() + max(self.timeout - 1.0, self.timeout / 2)
+            self._submit([correlation_id, user_id, thing_id, source, deadline], waiter, reply_to)
             answered = waiter.event.wait(self.timeout)
         finally:
             with self._waiters_lock:
                 self._waiters.pop(correlation_id, None)
-        if not answered or waiter.answer is None:
+        if not answered or waiter.answer is None or waiter.answer.get("status") == "expired":
             raise ServiceUnavailable("the click workers did not answer in time")
         return waiter.answer
 

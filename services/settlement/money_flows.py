@@ -5,6 +5,8 @@ payouts worker; each leaves committing to its caller.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
@@ -13,6 +15,10 @@ from services.common.money import Money
 from services.settlement import ledger, rules
 from services.settlement.models import Budget, Deposit, Payout
 from services.settlement.providers import ProviderResult
+
+
+# how long a payout the provider keeps answering "error" for is retried before it is failed
+PROVIDER_ERROR_PATIENCE = timedelta(hours=24)
 
 
 def _unix(ts) -> int | None:
@@ -50,14 +56,17 @@ def budget_of(session: Session, user_id: int) -> int | None:
 
 
 def refresh_means(session: Session, events, user_id: int) -> bool:
-    """Publish ``means.changed`` when the reader's ability to pay their budget changed."""
-    budget = budget_of(session, user_id)
-    balance = ledger.balance(session, "wallet", user_id).cents
-    now = rules.has_means(budget, balance)
+    """Publish ``means.changed`` when the reader's ability to pay their budget changed.
+
+    The reader's means row is locked before the budget and the balance are read: a deposit and a
+    budget change at the same moment then take turns, and the second sees the first's commit."""
     session.execute(
         text("INSERT INTO settlement.means (user_id, has_means) VALUES (:u, false) ON CONFLICT DO NOTHING"), {"u": user_id}
     )
     before = session.execute(text("SELECT has_means FROM settlement.means WHERE user_id = :u FOR UPDATE"), {"u": user_id}).scalar()
+    budget = budget_of(session, user_id)
+    balance = ledger.balance(session, "wallet", user_id).cents
+    now = rules.has_means(budget, balance)
     if before != now:
         session.execute(text("UPDATE settlement.means SET has_means = :m, updated_at = now() WHERE user_id = :u"), {"u": user_id, "m": now})
         events.record(
@@ -101,6 +110,11 @@ def settle_payout(session: Session, events, payout_id: int, result: ProviderResu
     payout = session.scalar(select(Payout).where(Payout.id == payout_id).with_for_update())
     if payout is None or payout.state != "requested":
         return None
+    if result.outcome == "error":
+        age = session.execute(text("SELECT now() - created_at FROM settlement.payouts WHERE id = :i"), {"i": payout_id}).scalar()
+        if age < PROVIDER_ERROR_PATIENCE:
+            # the provider could not say: the payout stays requested and the sweep asks again
+            return None
     amount = Money(payout.amount)
     in_flight = ledger.account(session, "payouts_in_flight")
     data = {"payout_id": payout.id, "user_id": payout.user_id, "amount": payout.amount, "currency": "EUR"}
