@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from services.accounts import rules
 from services.accounts.models import AccessToken, AuthorizationCode, OAuthClient, Thing, User, outbox
 from services.common.db import Database
-from services.common.events import subscriber
+from services.common.events import first_seen, subscriber
 from services.common.rpc import rpc
 from services.common.errors import Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized, UserNotFound
 from services.common.outbox import Outbox
@@ -302,11 +302,7 @@ class AccountsService:
 
     @subscriber("clicks", "things.counted")
     def on_things_counted(self, event):
-        first = self.db.execute(
-            text("INSERT INTO accounts.processed_events (event_id, handler) VALUES (:e, 'things.counted') ON CONFLICT DO NOTHING RETURNING 1"),
-            {"e": event["event_id"]},
-        ).scalar()
-        if first:
+        if first_seen(self.db, "accounts", event, "things.counted"):
             data = event["data"]
             rows = [{"t": int(t), "d": data["day"], "p": data["period"], "n": int(n)} for t, n in data["counts"]]
             self.db.execute(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from services.common.events import subscriber
+from services.common.events import first_seen, subscriber
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import select, text
@@ -28,16 +28,6 @@ MAX_PAGE = 100
 
 def _unix(ts):
     return int(ts.timestamp()) if ts is not None else None
-
-
-def first_seen(session, event: dict, handler: str) -> bool:
-    return (
-        session.execute(
-            text("INSERT INTO clicks.processed_events (event_id, handler) VALUES (:e, :h) ON CONFLICT DO NOTHING RETURNING event_id"),
-            {"e": event["event_id"], "h": handler},
-        ).scalar()
-        is not None
-    )
 
 
 def _page(page, count):
@@ -74,7 +64,7 @@ class ClicksService:
         )
 
     def _thing_event(self, event, deleted: bool):
-        if first_seen(self.db, event, event["type"]):
+        if first_seen(self.db, "clicks", event, event["type"]):
             self._upsert_thing(event["data"], event["occurred_at"], deleted=deleted)
         self.db.commit()
 
@@ -92,7 +82,7 @@ class ClicksService:
 
     @subscriber("settlement", "means.changed")
     def on_means_changed(self, event):
-        if first_seen(self.db, event, "means.changed"):
+        if first_seen(self.db, "clicks", event, "means.changed"):
             data = event["data"]
             self.db.execute(
                 text(

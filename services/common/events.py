@@ -26,6 +26,18 @@ def exchange_name(source_service: str) -> str:
     return f"{source_service}.events"
 
 
+def first_seen(session, schema: str, event: dict, handler: str) -> bool:
+    """Record in ``<schema>.processed_events`` that ``handler`` handled ``event`` (in the caller's
+    transaction); False when it already had: a redelivery, to be skipped."""
+    from sqlalchemy import text
+
+    inserted = session.execute(
+        text(f"INSERT INTO {schema}.processed_events (event_id, handler) VALUES (:e, :h) ON CONFLICT DO NOTHING RETURNING event_id"),
+        {"e": event["event_id"], "h": handler},
+    ).scalar()
+    return inserted is not None
+
+
 def subscriber(source: str, event_type: str):
     """``@subscriber("accounts", "thing.created")``: a nameko event handler that survives outages.
 

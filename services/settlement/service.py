@@ -7,7 +7,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from services.common.db import Database
-from services.common.events import subscriber
+from services.common.events import first_seen, subscriber
 from services.common.errors import Conflict, InvalidParameters, NotFound, PaymentDeclined, ProviderError
 from services.common.money import Money
 from services.common.outbox import Outbox
@@ -30,17 +30,6 @@ class PaymentProvider(DependencyProvider):
         return self.provider
 
 
-def first_seen(session, event: dict, handler: str) -> bool:
-    """Record that ``handler`` processed ``event``; False when it already had (a redelivery)."""
-    inserted = session.execute(
-        text(
-            "INSERT INTO settlement.processed_events (event_id, handler) VALUES (:e, :h) ON CONFLICT DO NOTHING RETURNING event_id"
-        ),
-        {"e": event["event_id"], "h": handler},
-    ).scalar()
-    return inserted is not None
-
-
 class SettlementService:
     name = "settlement"
 
@@ -58,7 +47,7 @@ class SettlementService:
 
     @subscriber("accounts", "budget.changed")
     def on_budget_changed(self, event):
-        if not first_seen(self.db, event, "budget.changed"):
+        if not first_seen(self.db, "settlement", event, "budget.changed"):
             return
         data = event["data"]
         # a late, older change never overwrites a newer one
