@@ -139,7 +139,7 @@ def check(session: Session) -> dict:
     ).scalar()
     if unbalanced:
         failures.append(f"{unbalanced} transactions do not balance")
-    deposits = int(session.execute(text("SELECT coalesce(sum(amount), 0) FROM settlement.deposits")).scalar())
+    deposits = int(session.execute(text("SELECT coalesce(sum(amount), 0) FROM settlement.deposits WHERE state = 'completed'")).scalar())
     paid_out = int(session.execute(text("SELECT coalesce(sum(amount), 0) FROM settlement.payouts WHERE state = 'completed'")).scalar())
     held = sum(totals[k] for k in ("wallet", "revenue", "escrow", "fees", "charity", "payouts_in_flight"))
     # money that came in = money held + money paid out + money the operators added (adjustments

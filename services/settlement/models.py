@@ -89,11 +89,16 @@ class Deposit(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     idempotency_key: Mapped[str] = mapped_column(String(200))
     provider_ref: Mapped[str] = mapped_column(String(100))
-    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"))
+    # pending: written before the provider is asked, so a charge is never forgotten if we crash
+    # between the provider's yes and our ledger; completed: in the ledger
+    state: Mapped[str] = mapped_column(String(10), server_default="completed")
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     __table_args__ = (
         UniqueConstraint("user_id", "idempotency_key", name="deposit_key_per_user"),
         CheckConstraint("amount > 0", name="deposit_positive"),
+        CheckConstraint("state IN ('pending', 'completed')", name="deposit_state"),
+        CheckConstraint("state = 'pending' OR transaction_id IS NOT NULL", name="completed_deposit_posted"),
     )
 
 

@@ -75,17 +75,32 @@ def refresh_means(session: Session, events, user_id: int) -> bool:
     return now
 
 
+def deposit_reference(user_id: int, key: str) -> str:
+    """Our reference for a deposit at the provider: the same for every attempt of one deposit."""
+    return f"deposit-{user_id}-{key}"
+
+
 def record_deposit(session: Session, events, user_id: int, amount: Money, key: str, result: ProviderResult) -> Deposit:
-    wallet = ledger.account(session, "wallet", user_id)
-    clearing = ledger.account(session, "clearing")
-    posted = ledger.transfer(
-        session, "deposit", f"deposit:{user_id}:{key}", clearing, wallet, amount, {"user_id": user_id, "provider_ref": result.reference}
-    )
-    deposit = Deposit(user_id=user_id, amount=amount.cents, idempotency_key=key, provider_ref=result.reference, transaction_id=posted.transaction_id)
+    """A deposit the provider approved, straight into the ledger (no pending step)."""
+    deposit = Deposit(user_id=user_id, amount=amount.cents, idempotency_key=key, provider_ref=result.reference, state="pending")
     session.add(deposit)
     session.flush()
-    refresh_means(session, events, user_id)
+    complete_deposit(session, events, deposit, result)
     return deposit
+
+
+def complete_deposit(session: Session, events, deposit: Deposit, result: ProviderResult) -> None:
+    """Post an approved deposit to the wallet, once (the caller holds the deposit's row lock)."""
+    wallet = ledger.account(session, "wallet", deposit.user_id)
+    clearing = ledger.account(session, "clearing")
+    posted = ledger.transfer(
+        session, "deposit", f"deposit:{deposit.user_id}:{deposit.idempotency_key}", clearing, wallet, Money(deposit.amount),
+        {"user_id": deposit.user_id, "provider_ref": result.reference},
+    )
+    deposit.state = "completed"
+    deposit.transaction_id = posted.transaction_id
+    session.flush()
+    refresh_means(session, events, deposit.user_id)
 
 
 def request_payout(session: Session, events, user_id: int, amount: Money, key: str) -> Payout:

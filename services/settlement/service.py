@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
+from nameko.timer import timer
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -85,34 +86,77 @@ class SettlementService:
         )
         return {str(r.id): rules.has_means(r.budget, r.balance) for r in rows}
 
-    def _existing_deposit(self, user_id, key, amount):
-        existing = self.db.scalar(select(Deposit).where(Deposit.user_id == user_id, Deposit.idempotency_key == key))
+    def _existing_deposit(self, user_id, key, amount, lock=False):
+        query = select(Deposit).where(Deposit.user_id == user_id, Deposit.idempotency_key == key)
+        existing = self.db.scalar(query.with_for_update() if lock else query)
         if existing is not None and existing.amount != amount.cents:
             raise Conflict("this idempotency_key was used for a deposit of another amount")
         return existing
 
     @rpc
     def deposit(self, user_id, amount, idempotency_key):
+        """Fund a wallet. The deposit is first written as pending (its own commit), then the provider
+        is asked, then the answer is recorded: a crash between the provider's yes and our ledger
+        leaves a pending deposit that ``reconcile_deposits`` completes; a refusal removes it."""
         maximum = int(self.config.get("MAX_DEPOSIT_CENTS", 1000000))
         amount = rules.amount(amount, minimum=1, maximum=maximum)
         key = rules.idempotency_key(idempotency_key)
         existing = self._existing_deposit(user_id, key, amount)
-        if existing is not None:
+        if existing is not None and existing.state == "completed":
             return {"deposit": money_flows.deposit_dict(existing), "created": False}
-        result = self.provider.charge(f"deposit-{user_id}-{key}", amount.cents)
-        if result.outcome == "declined":
-            raise PaymentDeclined(result.message or "the payment was declined")
-        if not result.approved:
-            raise ProviderError(result.message or "the payment provider failed")
-        try:
-            deposit = money_flows.record_deposit(self.db, self.events, user_id, amount, key, result)
+        reference = money_flows.deposit_reference(user_id, key)
+        if existing is None:
+            try:
+                self.db.add(Deposit(user_id=user_id, amount=amount.cents, idempotency_key=key, provider_ref=reference, state="pending"))
+                self.db.commit()
+            except IntegrityError:
+                self.db.rollback()  # a concurrent request with the same key wrote it first: go on with it
+        result = self.provider.charge(reference, amount.cents)
+        deposit, created = self._finish_deposit(user_id, key, amount, result)
+        return {"deposit": money_flows.deposit_dict(deposit), "created": created}
+
+    def _finish_deposit(self, user_id, key, amount, result):
+        deposit = self._existing_deposit(user_id, key, amount, lock=True)
+        if deposit is None or deposit.state == "completed":
             self.db.commit()
-        except IntegrityError:
-            # the same key was recorded by a concurrent request: answer with that deposit
-            self.db.rollback()
-            existing = self._existing_deposit(user_id, key, amount)
-            return {"deposit": money_flows.deposit_dict(existing), "created": False}
-        return {"deposit": money_flows.deposit_dict(deposit), "created": True}
+            if deposit is None:
+                raise PaymentDeclined(result.message or "the payment was declined")
+            return deposit, False
+        if not result.approved:
+            self.db.delete(deposit)  # refused: nothing of it remains
+            self.db.commit()
+            if result.outcome == "declined":
+                raise PaymentDeclined(result.message or "the payment was declined")
+            raise ProviderError(result.message or "the payment provider failed")
+        money_flows.complete_deposit(self.db, self.events, deposit, result)
+        self.db.commit()
+        return deposit, True
+
+    @rpc
+    def reconcile_deposits(self, older_than_seconds=60):
+        """Deposits left pending by a crash: ask the provider again (it answers the same reference
+        the same way) and record the answer. Runs on a timer; safe in every replica at once."""
+        pending = self.db.execute(
+            text(
+                "SELECT user_id, idempotency_key, amount, provider_ref FROM settlement.deposits "
+                "WHERE state = 'pending' AND created_at < now() - make_interval(secs => :s) ORDER BY id LIMIT 100"
+            ),
+            {"s": older_than_seconds},
+        ).all()
+        self.db.rollback()
+        done = 0
+        for row in pending:
+            result = self.provider.charge(row.provider_ref, row.amount)
+            try:
+                self._finish_deposit(row.user_id, row.idempotency_key, Money(row.amount), result)
+                done += 1
+            except (PaymentDeclined, ProviderError):
+                done += 1
+        return done
+
+    @timer(interval=30)
+    def reconcile_pending_deposits(self):
+        self.reconcile_deposits()
 
     # -- revenue and payouts -------------------------------------------------------------------
 

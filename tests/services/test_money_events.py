@@ -214,3 +214,29 @@ def test_example_notifier_writes_one_line_per_payout_even_when_redelivered(start
     assert len(lines) == 1
     assert lines[0]["user_id"] == creator["id"]
     assert "25.00 EUR" in lines[0]["message"]
+
+
+def test_a_deposit_charged_but_not_recorded_before_a_crash_is_completed_once(money, db, database_url):
+    """The process died after the provider's yes and before our ledger: the pending deposit it
+    wrote first is found by the reconciliation and completed exactly once."""
+    reader = money.accounts.register_user("crashy", "crashy@example.com", "a long password")
+    reference = f"deposit-{reader['id']}-lost"
+    SandboxProvider(database_url).charge(reference, 900)  # the provider took the money
+    with db.begin() as conn:  # ...and our pending row is all that was written
+        conn.execute(
+            text(
+                "INSERT INTO settlement.deposits (user_id, amount, idempotency_key, provider_ref, state, created_at) "
+                "VALUES (:u, 900, 'lost', :r, 'pending', now() - interval '5 minutes')"
+            ),
+            {"u": reader["id"], "r": reference},
+        )
+    assert money.settlement.wallet(reader["id"])["balance"] == 0
+    assert money.settlement.reconcile_deposits() == 1
+    assert money.settlement.reconcile_deposits() == 0
+    assert money.settlement.wallet(reader["id"])["balance"] == 900
+    # the client's retry with the same key answers the same deposit and moves nothing more
+    again = money.settlement.deposit(reader["id"], 900, "lost")
+    assert again["created"] is False and again["deposit"]["amount"] == 900
+    assert money.settlement.wallet(reader["id"])["balance"] == 900
+    check = money.settlement.ledger_check()
+    assert check["ok"], check
