@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from services.common.errors import InvalidParameters
+from services.common.things import title_from_url  # noqa: F401  (part of the catalog's rules)
 
 CATEGORIES = (
     ("text", "Text"),
@@ -249,15 +250,6 @@ def is_storable(value) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def title_from_url(url: str) -> str:
-    """The title of a thing created by flattring a bare URL: its host and path, no fetching."""
-    parts = urlsplit(url)
-    title = (parts.hostname or "") + (parts.path if parts.path not in ("", "/") else "")
-    if len(title) < 5:
-        title = (title + " (link)")[:100]
-    return title[:100]
 
 
 def popularity(sort: str) -> str:

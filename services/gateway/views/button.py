@@ -34,6 +34,7 @@ from flask import Blueprint, Response, current_app, render_template, request, se
 from markupsafe import escape
 
 from services.common import settings
+from services.common.things import title_from_url
 from services.common.errors import DomainError, NotFound, UserNotFound
 from services.gateway import metrics
 from services.gateway import representations as rep
@@ -453,16 +454,11 @@ def _auto_preview(fields: dict) -> dict:
         return {"registered": True, "thing": thing}
     owner = current_app.extensions["rpc"].call("accounts", "get_user", username=fields["user_id"])
     preview = {
-        "title": fields.get("title") or _title_from_url(fields["url"]),
+        "title": fields.get("title") or title_from_url(fields["url"]),
         "url": fields["url"],
         "description": fields.get("description", ""),
     }
     return {"registered": False, "thing": preview, "owner": owner["username"]}
-
-
-def _title_from_url(url: str) -> str:
-    parts = urlsplit(url)
-    return ((parts.hostname or "") + (parts.path if parts.path not in ("", "/") else ""))[:100]
 
 
 @button.get("/submit/auto")
