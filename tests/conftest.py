@@ -160,6 +160,8 @@ def service_config(amqp_uri, database_url):
         "CLICKS_DATABASE_URL": database_url,
         "SETTLEMENT_DATABASE_URL": database_url,
         "OUTBOX_POLL_SECONDS": "0.2",
+        # claim pages are served by the tests from 127.0.0.1
+        "CLAIM_ALLOW_PRIVATE_ADDRESSES": "on",
         "serializer": "json",
     }
 

@@ -6,22 +6,26 @@ import hmac
 import secrets
 from datetime import datetime, timedelta, timezone
 
+import eventlet
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from eventlet import tpool
+from nameko.dependency_providers import Config
 from sqlalchemy import and_, func, not_, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from services.accounts import rules
+from services.accounts import claims, rules
 from services.accounts.models import AccessToken, AuthorizationCode, OAuthClient, Thing, User, outbox
 from services.common.db import Database
 from services.common.events import first_seen, subscriber
 from services.common.rpc import rpc
-from services.common.errors import Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized, UserNotFound
+from services.common import settings
+from services.common.errors import ClaimRefused, Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized, UserNotFound
 from services.common.outbox import Outbox
 
 MAX_BUDGET_CENTS = 100000
 MAX_PAGE_SIZE = 100
+MAX_ID = 2**63 - 1
 CODE_LIFETIME = timedelta(minutes=10)
 
 _hasher = PasswordHasher()
@@ -85,6 +89,7 @@ class AccountsService:
 
     db = Database("ACCOUNTS_DATABASE_URL")
     events = Outbox("accounts", "ACCOUNTS_DATABASE_URL", outbox)
+    config = Config()
 
     @rpc
     def health(self):
@@ -385,6 +390,15 @@ class AccountsService:
         return [by_id[i] for i in ids if i in by_id]
 
     @rpc
+    def thing_owners(self, ids):
+        """``{thing_id: owner_id or None}`` for settlement's replica, deleted things included
+        (their clicks are still paid for); unknown ids are left out."""
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or len(ids) > 1000:
+            raise InvalidParameters("up to 1000 integer ids")
+        rows = self.db.execute(select(Thing.id, Thing.owner_id).where(Thing.id.in_(ids))).all()
+        return {str(r.id): r.owner_id for r in rows}
+
+    @rpc
     def update_thing(self, user_id, thing_id, fields):
         if not isinstance(fields, dict):
             raise InvalidParameters("fields must be an object")
@@ -413,6 +427,62 @@ class AccountsService:
         self.db.flush()
         self._thing_event("thing.deleted", thing)
         self.db.commit()
+
+    # -- claims --------------------------------------------------------------------------
+
+    def _setting(self, name: str) -> str:
+        value = self.config.get(name)
+        return str(value) if value not in (None, "") else settings.get(name)
+
+    @staticmethod
+    def _claimable(thing: Thing, user_id) -> None:
+        if thing.owner_id == user_id:
+            raise Forbidden("you already own this thing")
+        if thing.owner_id is not None:
+            raise Forbidden("this thing is already owned by someone else")
+
+    @rpc
+    def claim_thing(self, user_id, thing_id):
+        """Move an unclaimed thing to ``user_id`` once its page names them (see ``claims``).
+
+        The page is fetched with no transaction open (it may take ``CLAIM_FETCH_TIMEOUT``); then
+        the thing's row is locked and checked again, so of two concurrent claims one wins and the
+        other is told the thing is owned. ``thing.claimed`` is written in the same transaction."""
+        if not isinstance(thing_id, int) or isinstance(thing_id, bool) or not 0 <= thing_id <= MAX_ID:
+            raise NotFound("no such thing")
+        if not isinstance(user_id, int) or isinstance(user_id, bool):
+            raise InvalidParameters("user_id must be an integer")
+        thing = self._live_thing(thing_id)
+        self._claimable(thing, user_id)
+        username = self.db.scalar(select(User.username).where(User.id == user_id))
+        if username is None:
+            raise UserNotFound("no such user")
+        url = thing.url
+        self.db.rollback()  # no transaction (nor pooled connection) is held while the page is fetched
+
+        timeout = float(self._setting("CLAIM_FETCH_TIMEOUT"))
+        options = {
+            "timeout": timeout,
+            "max_bytes": int(self._setting("CLAIM_MAX_BYTES")),
+            "allow_private": self._setting("CLAIM_ALLOW_PRIVATE_ADDRESSES").strip().lower() in ("on", "true", "1", "yes"),
+        }
+        # the fetch keeps to its own deadline; this is the backstop for what sockets cannot bound
+        # (a slow name server, a server trickling its headers)
+        verified = None
+        with eventlet.Timeout(timeout + 0.5, False):
+            verified = claims.verify_claim(url, username, **options)
+        if verified is None:
+            raise ClaimRefused(f"could not fetch: timed out after {timeout:g} seconds")
+
+        thing = self._live_thing(thing_id, lock=True)
+        self._claimable(thing, user_id)
+        thing.owner_id = user_id
+        thing.updated_at = func.now()
+        self.db.flush()
+        self._thing_event("thing.claimed", thing)
+        self.db.commit()
+        self.db.refresh(thing)
+        return self._with_owners([thing])[0]
 
     @rpc
     def user_things(self, owner_id, include_hidden, page=1, count=30):

@@ -47,6 +47,13 @@ class Forbidden(DomainError):
 
 
 @deserialize_to_instance
+class ClaimRefused(Forbidden):
+    """A claim of a thing was refused: its page could not be fetched or does not name the caller."""
+
+    code, status = "forbidden", 403
+
+
+@deserialize_to_instance
 class Conflict(DomainError):
     """The thing or account already exists; ``existing_id`` names the existing thing when known."""
 
@@ -89,4 +96,4 @@ class Unavailable(DomainError):
     code, status = "service_unavailable", 503
 
 
-ALL = (InvalidRequest, InvalidParameters, NotFound, UserNotFound, Unauthorized, Forbidden, Conflict, PaymentDeclined, ProviderError, ThingOwner, Subscribed, Unavailable)
+ALL = (InvalidRequest, InvalidParameters, NotFound, UserNotFound, Unauthorized, Forbidden, ClaimRefused, Conflict, PaymentDeclined, ProviderError, ThingOwner, Subscribed, Unavailable)

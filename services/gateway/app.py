@@ -111,6 +111,9 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     app.json.sort_keys = False
     app.session_interface = WebOnlySessions()
 
+    if settings.get_float("RPC_TIMEOUT") <= settings.get_float("CLAIM_FETCH_TIMEOUT") + 1:
+        # a claim's answer waits for accounts to fetch the thing's page
+        log.warning("RPC_TIMEOUT should be above CLAIM_FETCH_TIMEOUT (plus a second), or slow claims answer 503")
     app.extensions["rpc"] = rpc or RpcPool(
         settings.get("AMQP_URI"), size=settings.get_int("RPC_POOL_SIZE"), timeout=settings.get_float("RPC_TIMEOUT")
     )
