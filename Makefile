@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install dev test migrate clean bench-ingest bench-clicks bench-button
+.PHONY: install dev test migrate clean bench-ingest bench-clicks bench-button bench-settlement
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-clicks: install
 bench-button: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	PYTHONWARNINGS=ignore $(PY) -m bench.button
+
+bench-settlement: install
+	PYTHONWARNINGS=ignore $(PY) -m bench.settlement
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

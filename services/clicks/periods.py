@@ -10,10 +10,14 @@ period open. New subscription clicks for the next period are made in the same tr
 """
 from __future__ import annotations
 
+import io
 from datetime import datetime, timezone
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from services.common.db import copy
+from services.common.errors import InvalidParameters, NotFound
 
 
 def month_key(moment: datetime) -> str:
@@ -123,3 +127,39 @@ def subscription_clicks(session: Session, period: str) -> int:
     # subscriptions that have run their course end here
     session.execute(text("DELETE FROM clicks.subscriptions WHERE periods_left = 0"))
     return made
+
+
+def export_page(session: Session, period: str, after: int | None, limit: int) -> dict:
+    """One page of a sealed period's clicks for settlement: the clicks of the readers after reader
+    ``after``, about ``limit`` rows, never splitting a reader across pages. Each row is
+    ``user_id, thing_id, rank, clicks``: the click's position among the reader's clicks ordered by
+    thing id (from 0) and the reader's number of clicks, which the split needs; computed here in
+    index order, so neither side sorts a million rows. Returns ``{"rows": COPY text, "count",
+    "last": the page's last reader, "done": no reader after this page}``."""
+    state = session.execute(text("SELECT state FROM clicks.periods WHERE id = :p"), {"p": period}).scalar()
+    if state is None:
+        raise NotFound("no such period")
+    if state != "sealed":
+        raise InvalidParameters("the period is still open")
+    after = -1 if after is None else int(after)
+    # the reader at the page's last row: the page runs to the end of that reader's clicks
+    upto = session.execute(
+        text(
+            "SELECT user_id FROM clicks.clicks WHERE period_id = :p AND user_id > :a "
+            "ORDER BY user_id, thing_id OFFSET :o LIMIT 1"
+        ),
+        {"p": period, "a": after, "o": limit - 1},
+    ).scalar()
+    bound = "" if upto is None else f"AND user_id <= {int(upto)}"
+    cursor = session.connection().connection.dbapi_connection.cursor()
+    query = cursor.mogrify(
+        "SELECT user_id, thing_id, row_number() OVER (PARTITION BY user_id ORDER BY thing_id) - 1, count(*) OVER (PARTITION BY user_id) "
+        f"FROM clicks.clicks WHERE period_id = %s AND user_id > {after} {bound} ORDER BY user_id, thing_id",
+        (period,),
+    ).decode()
+    buffer = io.StringIO()
+    copy(session, f"COPY ({query}) TO STDOUT", buffer)
+    rows = buffer.getvalue()
+    count = rows.count("\n")
+    last = int(rows[rows.rstrip("\n").rfind("\n") + 1 :].split("\t")[0]) if count else None
+    return {"rows": rows, "count": count, "last": last, "done": upto is None}

@@ -76,22 +76,37 @@ class ClicksService:
     def on_thing_updated(self, event):
         self._thing_event(event, deleted=False)
 
+    @subscriber("accounts", "thing.claimed")
+    def on_thing_claimed(self, event):
+        self._thing_event(event, deleted=False)
+
     @subscriber("accounts", "thing.deleted")
     def on_thing_deleted(self, event):
         self._thing_event(event, deleted=True)
 
+    def _apply_means(self, readers: list[dict], occurred_at: str) -> None:
+        # a late, older change never overwrites a newer one
+        self.db.execute(
+            text(
+                "INSERT INTO clicks.means (user_id, has_means, changed_at) "
+                "SELECT u, m, CAST(:c AS timestamptz) FROM unnest(CAST(:u AS bigint[]), CAST(:m AS boolean[])) AS r(u, m) "
+                "ON CONFLICT (user_id) DO UPDATE SET has_means = EXCLUDED.has_means, changed_at = EXCLUDED.changed_at "
+                "WHERE clicks.means.changed_at < EXCLUDED.changed_at"
+            ),
+            {"u": [r["user_id"] for r in readers], "m": [r["has_means"] for r in readers], "c": occurred_at},
+        )
+
     @subscriber("settlement", "means.changed")
     def on_means_changed(self, event):
         if first_seen(self.db, "clicks", event, "means.changed"):
-            data = event["data"]
-            self.db.execute(
-                text(
-                    "INSERT INTO clicks.means (user_id, has_means, changed_at) VALUES (:u, :m, :c) "
-                    "ON CONFLICT (user_id) DO UPDATE SET has_means = EXCLUDED.has_means, changed_at = EXCLUDED.changed_at "
-                    "WHERE clicks.means.changed_at < EXCLUDED.changed_at"
-                ),
-                {"u": data["user_id"], "m": data["has_means"], "c": event["occurred_at"]},
-            )
+            self._apply_means([event["data"]], event["occurred_at"])
+        self.db.commit()
+
+    @subscriber("settlement", "means.changed.batch")
+    def on_means_changed_batch(self, event):
+        """Many readers at once, after a settlement or a refund."""
+        if first_seen(self.db, "clicks", event, "means.changed.batch"):
+            self._apply_means(event["data"]["readers"], event["occurred_at"])
         self.db.commit()
 
     def _known_thing(self, thing_id: int):
@@ -131,10 +146,17 @@ class ClicksService:
             return None
         closed, next_id = sealed
         totals = self.db.execute(
-            text("SELECT count(*) AS clicks, count(DISTINCT user_id) AS readers FROM clicks.clicks WHERE period_id = :p"), {"p": closed}
+            text(
+                "SELECT count(*) AS clicks, count(DISTINCT user_id) AS readers, "
+                "(SELECT sealed_at FROM clicks.periods WHERE id = :p) AS sealed_at FROM clicks.clicks WHERE period_id = :p"
+            ),
+            {"p": closed},
         ).first()
         self.events.record(
-            self.db, "period.sealed", {"period": closed, "next_period": next_id, "clicks": totals.clicks, "readers": totals.readers}
+            self.db,
+            "period.sealed",
+            {"period": closed, "next_period": next_id, "clicks": totals.clicks, "readers": totals.readers,
+             "sealed_at": totals.sealed_at.isoformat()},
         )
         self.db.commit()
         log.info("period %s sealed with %s clicks; %s is open", closed, totals.clicks, next_id)
@@ -182,6 +204,21 @@ class ClicksService:
             {"id": r.id, "state": r.state, "starts_at": _unix(r.starts_at), "sealed_at": _unix(r.sealed_at), "clicks": r.clicks}
             for r in rows
         ]
+
+    EXPORT_MAX_ROWS = 500000
+
+    @rpc
+    def export_clicks(self, period, after=None, limit=250000):
+        """A sealed period's clicks for settlement, in pages of whole readers ordered by (reader,
+        thing), after reader ``after``, as ``COPY`` text (see ``periods.export_page``).
+        Settlement moves a period with a handful of these calls, never one message per click."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= self.EXPORT_MAX_ROWS:
+            raise InvalidParameters(f"limit is 1 to {self.EXPORT_MAX_ROWS}")
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool)):
+            raise InvalidParameters("after is a reader's id")
+        page = periods.export_page(self.db, period, after, limit)
+        self.db.rollback()
+        return page
 
     # -- counters and lists --------------------------------------------------------------------
 

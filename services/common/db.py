@@ -83,3 +83,20 @@ class Database(DependencyProvider):
         session = self.sessions.pop(worker_ctx, None)
         if session is not None:
             session.close()
+
+
+def copy(session, sql: str, stream) -> None:
+    """``COPY ... FROM STDIN`` / ``TO STDOUT`` on the session's connection.
+
+    psycopg2 refuses COPY while a wait callback (psycogreen, for eventlet) is installed. COPY runs
+    without yielding to other green threads either way, so the callback is lifted for the call and
+    put back; the process's other green threads simply wait for it, as for any blocking call."""
+    import psycopg2.extensions
+
+    cursor = session.connection().connection.dbapi_connection.cursor()
+    callback = psycopg2.extensions.get_wait_callback()
+    psycopg2.extensions.set_wait_callback(None)
+    try:
+        cursor.copy_expert(sql, stream)
+    finally:
+        psycopg2.extensions.set_wait_callback(callback)

@@ -22,10 +22,9 @@ def nameko_config(service: str) -> dict:
         "serializer": "json",
         "max_workers": 20,
     }
-    for key in ("PAYMENT_PROVIDER", "MAX_DEPOSIT_CENTS", "MIN_PAYOUT_CENTS"):
-        config[key] = settings.get(key)
-    for key in URL_KEYS.values():
-        config[key] = settings.get(key)
+    # every declared setting reaches every service: a new setting needs no plumbing here
+    for setting in settings.SETTINGS:
+        config.setdefault(setting.name, settings.get(setting.name))
     return config
 
 

@@ -48,6 +48,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CLICK_TIMEOUT", "10", "seconds the gateway waits for a click's answer before answering 503"),
     Setting("BUTTON_CACHE_SECONDS", "3", "how long the gateway reuses a thing's count for buttons and badges"),
     Setting("OUTBOX_RELAY", "on", "`off` keeps a service from relaying its outbox (events wait in the table until a relay runs)"),
+    Setting(
+        "CLAIM_FETCH_TIMEOUT",
+        "5",
+        "seconds a claim check may take to fetch the thing's page, redirects included (keep it below `RPC_TIMEOUT`)",
+    ),
+    Setting("CLAIM_MAX_BYTES", "1048576", "largest page a claim check reads; a larger page is refused"),
+    Setting(
+        "CLAIM_ALLOW_PRIVATE_ADDRESSES",
+        "off",
+        "`on` lets claim checks fetch private, loopback and link-local addresses (tests and local demos only)",
+    ),
+    Setting("SETTLEMENT_FEE_BPS", "1000", "platform fee on each reader's period amount, in basis points (1000 = 10%), rounded down to the cent"),
+    Setting("SETTLEMENT_NO_CLICKS_POLICY", "rollover", "readers without clicks in a period: `rollover` (nothing charged) or `charity` (their budget goes to the charity account)"),
+    Setting("SETTLEMENT_CHUNK_ROWS", "250000", "clicks moved from the clicks service to settlement per request"),
+    Setting("ESCROW_HOLD_DAYS", "180", "days an unclaimed thing's escrow waits for its creator before it is refunded to the readers"),
     Setting("LOG_LEVEL", "INFO", "log level of every process"),
 )
 
@@ -61,6 +76,13 @@ def get(name: str, environ: dict | None = None) -> str | None:
     env = os.environ if environ is None else environ
     value = env.get(name)
     return value if value not in (None, "") else _BY_NAME[name].default
+
+
+def setting(config: dict, name: str) -> str | None:
+    """A setting as a nameko service sees it: its container config (tests pass overrides there)
+    first, then the environment and the default."""
+    value = config.get(name)
+    return str(value) if value not in (None, "") else get(name)
 
 
 def get_int(name: str) -> int:

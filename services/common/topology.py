@@ -23,9 +23,16 @@ SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("accounts", "thing.created", "clicks", "on_thing_created"),
     ("accounts", "thing.updated", "clicks", "on_thing_updated"),
     ("accounts", "thing.deleted", "clicks", "on_thing_deleted"),
+    ("accounts", "thing.claimed", "clicks", "on_thing_claimed"),
     ("settlement", "means.changed", "clicks", "on_means_changed"),
+    ("settlement", "means.changed.batch", "clicks", "on_means_changed_batch"),
     ("clicks", "things.counted", "accounts", "on_things_counted"),
     ("settlement", "payout.requested", "payouts", "on_payout_requested"),
+    ("accounts", "thing.created", "settlement", "on_thing_created"),
+    ("accounts", "thing.updated", "settlement", "on_thing_updated"),
+    ("accounts", "thing.deleted", "settlement", "on_thing_deleted"),
+    ("accounts", "thing.claimed", "settlement", "on_thing_claimed"),
+    ("clicks", "period.sealed", "settlement_batch", "on_period_sealed"),
 )
 
 

@@ -76,8 +76,9 @@ class Transaction(Base):
 class Posting(Base):
     __tablename__ = "postings"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"), index=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    # references are checked set-wise by the ledger trigger (migration 0004), not per row
+    transaction_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (CheckConstraint("amount <> 0", name="posting_not_zero"),)
 

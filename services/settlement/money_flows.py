@@ -147,3 +147,50 @@ def settle_payout(session: Session, events, payout_id: int, result: ProviderResu
     session.flush()
     session.refresh(payout)
     return payout
+
+
+MEANS_BATCH = 1000
+
+
+def refresh_means_many(session: Session, readers_query: str, params: dict | None = None) -> int:
+    """``refresh_means`` for every reader in ``readers_query`` (a SELECT of ``user_id``), set-based:
+    a batch that moved many wallets publishes ``means.changed.batch`` events listing those that flipped.
+    The caller holds the wallets' row locks (its postings took them), so a deposit for one of
+    these readers waits for the caller's commit and then sees the new balance."""
+    from services.common.outbox import record_many
+
+    session.execute(
+        text(
+            f"""
+            CREATE TEMPORARY TABLE IF NOT EXISTS means_flips (user_id bigint, has_means boolean, balance bigint, budget bigint)
+                ON COMMIT DELETE ROWS;
+            TRUNCATE means_flips;
+            WITH state AS (
+                SELECT r.user_id, b.amount AS budget, coalesce(w.balance, 0) AS balance,
+                       (b.amount IS NOT NULL AND coalesce(w.balance, 0) >= b.amount) AS has_means,
+                       coalesce(m.has_means, false) AS had_means
+                FROM (SELECT DISTINCT user_id FROM ({readers_query}) q) r
+                LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
+                LEFT JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
+                LEFT JOIN settlement.means m ON m.user_id = r.user_id
+            ), flipped AS (
+                INSERT INTO settlement.means (user_id, has_means, updated_at)
+                SELECT user_id, has_means, now() FROM state WHERE has_means <> had_means
+                ON CONFLICT (user_id) DO UPDATE SET has_means = EXCLUDED.has_means, updated_at = EXCLUDED.updated_at
+                RETURNING user_id
+            )
+            INSERT INTO means_flips SELECT s.user_id, s.has_means, s.balance, s.budget FROM state s JOIN flipped USING (user_id)
+            """
+        ),
+        params or {},
+    )
+    # one event per thousand readers: a settlement flips tens of thousands at once, and the click
+    # path applies a batch in one statement
+    return record_many(
+        session,
+        "settlement",
+        "means.changed.batch",
+        "SELECT jsonb_build_object('readers', jsonb_agg(jsonb_build_object('user_id', user_id, 'has_means', has_means, "
+        "'balance', balance, 'budget', budget) ORDER BY user_id), 'currency', 'EUR') AS data "
+        f"FROM (SELECT *, (row_number() OVER (ORDER BY user_id) - 1) / {MEANS_BATCH} AS chunk FROM means_flips) f GROUP BY chunk",
+    )

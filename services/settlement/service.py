@@ -13,7 +13,8 @@ from services.common.errors import Conflict, InvalidParameters, NotFound, Paymen
 from services.common.money import Money
 from services.common.outbox import Outbox
 from services.common.rpc import rpc
-from services.settlement import ledger, money_flows, rules
+from services.common.settings import setting
+from services.settlement import batch, escrow, ledger, money_flows, rules, statements
 from services.settlement.models import Deposit, Payout, outbox
 from services.settlement.providers import provider_for
 
@@ -60,7 +61,50 @@ class SettlementService:
             ),
             {"u": data["user_id"], "a": data["budget"], "t": event["occurred_at"]},
         )
+        # the settlement charges the budget in force when the period was sealed
+        self.db.execute(
+            text("INSERT INTO settlement.budget_changes (user_id, amount, changed_at) VALUES (:u, :a, :t)"),
+            {"u": data["user_id"], "a": data["budget"], "t": event["occurred_at"]},
+        )
         money_flows.refresh_means(self.db, self.events, data["user_id"])
+        self.db.commit()
+
+    def _upsert_thing(self, event, deleted: bool) -> None:
+        data = event["data"]
+        # a late, older change never overwrites a newer one
+        self.db.execute(
+            text(
+                "INSERT INTO settlement.things (thing_id, owner_id, deleted, changed_at) VALUES (:i, :o, :d, :t) "
+                "ON CONFLICT (thing_id) DO UPDATE SET owner_id = EXCLUDED.owner_id, deleted = EXCLUDED.deleted, "
+                "changed_at = EXCLUDED.changed_at WHERE settlement.things.changed_at < EXCLUDED.changed_at"
+            ),
+            {"i": data["thing_id"], "o": data.get("owner_id"), "d": deleted, "t": event["occurred_at"]},
+        )
+
+    def _thing_event(self, event, deleted=False):
+        if first_seen(self.db, "settlement", event, event["type"]):
+            self._upsert_thing(event, deleted)
+        self.db.commit()
+
+    @subscriber("accounts", "thing.created")
+    def on_thing_created(self, event):
+        self._thing_event(event)
+
+    @subscriber("accounts", "thing.updated")
+    def on_thing_updated(self, event):
+        self._thing_event(event)
+
+    @subscriber("accounts", "thing.deleted")
+    def on_thing_deleted(self, event):
+        self._thing_event(event, deleted=True)
+
+    @subscriber("accounts", "thing.claimed")
+    def on_thing_claimed(self, event):
+        """The thing's creator claimed it: its escrow goes to their revenue."""
+        escrow.lock(self.db)
+        if first_seen(self.db, "settlement", event, "thing.claimed"):
+            self._upsert_thing(event, deleted=False)
+            escrow.release_owned(self.db, self.events, [event["data"]["thing_id"]])
         self.db.commit()
 
     # -- wallets and deposits ------------------------------------------------------------------
@@ -162,7 +206,53 @@ class SettlementService:
 
     @rpc
     def revenue(self, user_id):
-        return {"balance": ledger.balance(self.db, "revenue", user_id).cents, "currency": "EUR", "periods": []}
+        return {
+            "balance": ledger.balance(self.db, "revenue", user_id).cents,
+            "currency": "EUR",
+            "periods": statements.revenue_by_period(self.db, user_id),
+        }
+
+    # -- settlements, statements, escrow -----------------------------------------------------------
+
+    @rpc
+    def settlement(self, period):
+        found = batch.status(self.db, period)
+        if found is None:
+            raise NotFound("no settlement of this period")
+        return found
+
+    @rpc
+    def settlement_states(self, periods):
+        """``{period: state}`` for the periods settlement has heard of."""
+        if not isinstance(periods, list) or len(periods) > 1000:
+            raise InvalidParameters("up to 1000 periods")
+        rows = self.db.execute(
+            text("SELECT period, state FROM settlement.settlements WHERE period = ANY(CAST(:p AS text[]))"), {"p": periods}
+        )
+        return {r.period: r.state for r in rows}
+
+    @rpc
+    def statement(self, user_id, period):
+        found = statements.statement(self.db, user_id, period)
+        if found is None:
+            raise NotFound("no settled period with this id")
+        return found
+
+    @rpc
+    def refund_stale_escrow(self, older_than_days=None):
+        """Escrow held longer than the hold period goes back to the readers (once across replicas:
+        the escrow lock, and each credit leaves escrow once)."""
+        days = int(setting(self.config, "ESCROW_HOLD_DAYS")) if older_than_days is None else older_than_days
+        if not isinstance(days, int) or isinstance(days, bool) or days < 0:
+            raise InvalidParameters("older_than_days must be a whole number of days, 0 or more")
+        escrow.lock(self.db)
+        refunded = escrow.refund_stale(self.db, self.events, days)
+        self.db.commit()
+        return {"refunded": refunded, "count": len(refunded), "amount": sum(r["amount"] for r in refunded), "currency": "EUR"}
+
+    @timer(interval=3600)
+    def refund_escrow_hourly(self):
+        self.refund_stale_escrow()
 
     @rpc
     def request_payout(self, user_id, amount, idempotency_key):

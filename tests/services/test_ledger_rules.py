@@ -83,12 +83,14 @@ def test_random_sequences_of_deposits_payouts_and_failures_keep_the_invariants(d
             with engine.begin() as conn:
                 conn.execute(text("ALTER TABLE settlement.postings DISABLE TRIGGER postings_append_only"))
                 conn.execute(text("ALTER TABLE settlement.transactions DISABLE TRIGGER transactions_append_only"))
+                conn.execute(text("ALTER TABLE settlement.ledger_accounts DISABLE TRIGGER ledger_accounts_kept"))
                 conn.execute(text(
                     "TRUNCATE settlement.adjustments, settlement.deposits, settlement.payouts, settlement.postings, "
                     "settlement.transactions, settlement.ledger_accounts, settlement.means, settlement.outbox CASCADE"
                 ))
                 conn.execute(text("ALTER TABLE settlement.postings ENABLE TRIGGER postings_append_only"))
                 conn.execute(text("ALTER TABLE settlement.transactions ENABLE TRIGGER transactions_append_only"))
+                conn.execute(text("ALTER TABLE settlement.ledger_accounts ENABLE TRIGGER ledger_accounts_kept"))
             self.wallets = {u: 0 for u in range(1, 4)}
             self.revenue = {u: 0 for u in range(1, 4)}
             self.requested = []
@@ -157,3 +159,25 @@ def test_random_sequences_of_deposits_payouts_and_failures_keep_the_invariants(d
         Money_flows.TestCase().runTest()
     finally:
         engine.dispose()
+
+
+def test_database_refuses_postings_to_accounts_or_transactions_that_do_not_exist(db):
+    with Session(db) as session:
+        wallet = ledger.account(session, "wallet", 1)
+        session.commit()
+        session.execute(text("INSERT INTO settlement.transactions (kind, idempotency_key) VALUES ('x', 'k')"))
+        with pytest.raises(DBAPIError, match="names an account that does not exist"):
+            session.execute(
+                text("INSERT INTO settlement.postings (transaction_id, account_id, amount) "
+                     "SELECT id, :w, 500 FROM settlement.transactions UNION ALL SELECT id, :w + 1000, -500 FROM settlement.transactions"),
+                {"w": wallet},
+            )
+        session.rollback()
+        with pytest.raises(DBAPIError, match="names a transaction that does not exist"):
+            session.execute(
+                text("INSERT INTO settlement.postings (transaction_id, account_id, amount) VALUES (424242, :w, 5), (424242, :w, -5)"),
+                {"w": wallet},
+            )
+        session.rollback()
+        with pytest.raises(DBAPIError, match="append-only"):
+            session.execute(text("DELETE FROM settlement.ledger_accounts"))

@@ -1,0 +1,488 @@
+"""The period settlement batch: a sealed period's budgets become creators' revenue and escrow.
+
+Steps, each recorded in ``settlement.settlements`` so a re-run (after a crash, or the redelivered
+``period.sealed``) picks up where the last run stopped:
+
+``pending``
+    the settlement exists (made when ``period.sealed`` arrived), with the fee rate and the policy
+    for readers without clicks fixed then, so a re-run settles by the same rules.
+``importing``
+    the period's clicks move from the clicks service in chunks (``export_clicks``, keyset-paged,
+    a few MB each), each chunk ``COPY``-ed into the period's own partition of ``period_clicks`` in
+    the same transaction that advances the cursor: a chunk is in once or not at all.
+``imported``
+    every click is here: the count is checked against the one ``period.sealed`` announced.
+``posted``
+    one database transaction computes what each reader pays (``charges``), splits it over their
+    clicks and sums the shares per thing (``credits``), posts a single balanced ledger transaction
+    (wallets to fees, charity, creators' revenue and things' escrow) under the idempotency key
+    ``settlement:<period>``, writes the events, and marks the settlement ``settled``. Killed
+    anywhere inside, nothing of it remains; the re-run posts the same ledger.
+
+All of it is set-based SQL; Python never holds more than one chunk of clicks. One batch runs at
+a time (a session advisory lock), and ``settlements.period`` is the primary key, so a period is
+settled once however many processes and events ask for it.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from services.common.db import copy
+from services.common.outbox import TableRecorder, record_many
+from services.settlement import escrow, ledger, money_flows
+from services.settlement.models import outbox
+
+log = logging.getLogger(__name__)
+
+BATCH_LOCK = "hashtext('settlement:batch')"
+WORK_MEM = "256MB"
+PERIOD_ID = re.compile(r"^\d{4}-\d{2}(\.\d{1,4})?$")
+
+
+class SettlementFailed(Exception):
+    """The batch stopped for a reason an operator should read; the settlement is ``failed``."""
+
+
+@dataclass
+class Sources:
+    """What the batch asks other services for (by RPC in the services, directly in tests)."""
+
+    # (period, after [user_id, thing_id] or None, limit) -> {"rows": "user\tthing\n...", "count", "last"}
+    export_clicks: Callable[[str, list | None, int], dict]
+    # [thing_id, ...] -> {"thing_id": owner_id or None} for things the settlement has not heard of
+    thing_owners: Callable[[list[int]], dict]
+
+
+def partition_name(period: str) -> str:
+    if not PERIOD_ID.match(period):
+        raise ValueError(f"not a period id: {period!r}")
+    return "period_clicks_" + re.sub(r"[^0-9]", "_", period)
+
+
+def begin(session: Session, period: str, sealed_at: datetime | str, expected_clicks: int, policy: str, fee_bps: int) -> bool:
+    """Record that ``period`` is to be settled, with the rules in force now; False if it already was."""
+    partition_name(period)
+    made = session.execute(
+        text(
+            "INSERT INTO settlement.settlements (period, policy, fee_bps, sealed_at, expected_clicks) "
+            "VALUES (:p, :policy, :fee, :sealed, :clicks) ON CONFLICT (period) DO NOTHING RETURNING period"
+        ),
+        {"p": period, "policy": policy, "fee": fee_bps, "sealed": sealed_at, "clicks": expected_clicks},
+    ).scalar()
+    return made is not None
+
+
+def status(session: Session, period: str) -> dict | None:
+    row = session.execute(text("SELECT * FROM settlement.settlements WHERE period = :p"), {"p": period}).mappings().first()
+    if row is None:
+        return None
+    totals = dict(row["totals"]) if row["state"] == "settled" else {"clicks": row["expected_clicks"], "clicks_moved": row["imported_clicks"]}
+    out = {
+        "period": row["period"],
+        "state": row["state"],
+        "step": row["step"],
+        "totals": totals,
+        "policy": row["policy"],
+        "fee_bps": row["fee_bps"],
+        "attempts": row["attempts"],
+        "started_at": _unix(row["started_at"]),
+        "settled_at": _unix(row["settled_at"]),
+    }
+    if row["state"] == "failed":
+        out["reason"] = row["reason"]
+    return out
+
+
+def _unix(ts) -> int | None:
+    return int(ts.timestamp()) if ts is not None else None
+
+
+class Batch:
+    def __init__(
+        self,
+        engine: Engine,
+        sources: Sources,
+        *,
+        chunk_rows: int = 250000,
+        progress: Callable[[str, int, int], None] | None = None,
+        die_at: str | None = None,
+    ):
+        self.engine = engine
+        self.sources = sources
+        self.chunk_rows = chunk_rows
+        self.progress = progress or (lambda step, done, total: None)
+        # fault injection for the crash tests: the process dies at the named point
+        self.die_at = die_at if die_at is not None else os.environ.get("SETTLEMENT_DIE_AT")
+        self.events = TableRecorder(outbox)
+        self.timings: dict[str, float] = {}
+
+    def _maybe_die(self, point: str) -> None:
+        if self.die_at == point:
+            log.warning("SETTLEMENT_DIE_AT=%s: dying here", point)
+            os._exit(137)
+
+    def run(self, period: str, until: str | None = None) -> dict | None:
+        """Settle ``period`` (which ``begin`` recorded) as far as it goes, or only ``until="imported"``;
+        returns its status, or None when another batch holds the lock (it, or the resume timer,
+        will finish the work). ``self.timings`` has the seconds each step took."""
+        with self.engine.connect() as lock_connection:
+            got = lock_connection.execute(text(f"SELECT pg_try_advisory_lock({BATCH_LOCK})")).scalar()
+            lock_connection.commit()
+            if not got:
+                return None
+            try:
+                with Session(self.engine) as session:
+                    return self._run_locked(session, period, until)
+            finally:
+                lock_connection.execute(text(f"SELECT pg_advisory_unlock({BATCH_LOCK})"))
+                lock_connection.commit()
+
+    def _timed(self, step: str, work, *args) -> None:
+        started = time.perf_counter()
+        work(*args)
+        self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - started
+
+    def _run_locked(self, session: Session, period: str, until: str | None) -> dict:
+        row = session.execute(text("SELECT * FROM settlement.settlements WHERE period = :p"), {"p": period}).mappings().first()
+        if row is None:
+            raise SettlementFailed(f"no settlement was begun for {period}")
+        if row["state"] == "settled":
+            return status(session, period)
+        session.execute(
+            text(
+                "UPDATE settlement.settlements SET state = 'settling', reason = '', attempts = attempts + 1, "
+                "started_at = coalesce(started_at, now()), updated_at = now() WHERE period = :p"
+            ),
+            {"p": period},
+        )
+        session.commit()
+        try:
+            if row["step"] in ("pending", "importing"):
+                self._timed("move", self._import, session, row)
+            if until == "imported":
+                return status(session, period)
+            self._timed("post", self._post, session, period)
+        except Exception as exc:
+            session.rollback()
+            reason = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+            session.execute(
+                text("UPDATE settlement.settlements SET state = 'failed', reason = :r, updated_at = now() WHERE period = :p AND state <> 'settled'"),
+                {"p": period, "r": reason},
+            )
+            session.commit()
+            log.exception("settlement of %s failed: %s", period, reason)
+            raise SettlementFailed(reason) from exc
+        return status(session, period)
+
+    # -- moving the clicks -----------------------------------------------------------------------
+
+    def _import(self, session: Session, row) -> None:
+        period = row["period"]
+        name = partition_name(period)
+        session.execute(
+            text(
+                f'CREATE TABLE IF NOT EXISTS settlement."{name}" PARTITION OF settlement.period_clicks '
+                f"(period DEFAULT '{period}') FOR VALUES IN ('{period}')"
+            )
+        )
+        session.execute(text("UPDATE settlement.settlements SET step = 'importing', updated_at = now() WHERE period = :p"), {"p": period})
+        session.commit()
+        after = row["cursor_user"]
+        moved, expected = row["imported_clicks"], row["expected_clicks"]
+        self.progress("importing", moved, expected)
+        pending = self._ask_for_page(period, after)
+        while True:
+            page = pending.result()
+            if page["count"] and not page["done"]:
+                # the clicks service prepares the next page while this one is written here
+                pending = self._ask_for_page(period, page["last"])
+            if page["count"]:
+                copy(session, f'COPY settlement."{name}" (user_id, thing_id, rank, clicks) FROM STDIN', io.StringIO(page["rows"]))
+                after = page["last"]
+                moved += page["count"]
+                updated = session.execute(
+                    text(
+                        "UPDATE settlement.settlements SET cursor_user = :u, imported_clicks = :n, "
+                        "updated_at = now() WHERE period = :p AND step = 'importing'"
+                    ),
+                    {"u": after, "n": moved, "p": period},
+                ).rowcount
+                if updated != 1:
+                    raise SettlementFailed(f"the settlement of {period} moved on under this batch")
+                session.commit()
+                self.progress("importing", moved, expected)
+                self._maybe_die("import-chunk")
+            if page["done"] or not page["count"]:
+                break
+        if moved != expected:
+            raise SettlementFailed(f"moved {moved} clicks of {period}, but the period was sealed with {expected}")
+        # the clicks arrived ordered by reader, so a block-range index finds one reader's clicks
+        # (statements) for the price of a few pages, and builds in a blink
+        session.execute(
+            text(f'CREATE INDEX IF NOT EXISTS "{name}_by_reader" ON settlement."{name}" USING brin (user_id) WITH (pages_per_range = 8)')
+        )
+        session.execute(text("UPDATE settlement.settlements SET step = 'imported', updated_at = now() WHERE period = :p"), {"p": period})
+        session.commit()
+        self._maybe_die("imported")
+
+    def _ask_for_page(self, period: str, after: int | None):
+        """A handle on the page after reader ``after``; asked ahead of need when RPC allows it."""
+        ask_ahead = getattr(self.sources.export_clicks, "call_async", None)
+        if ask_ahead is not None:
+            return ask_ahead(period, after, self.chunk_rows)
+        return _Ready(self.sources.export_clicks(period, after, self.chunk_rows))
+
+    def _learn_owners(self, session: Session, params: dict) -> None:
+        """Credits for things the owner replica has not heard of (an event still on its way):
+        ask accounts, in chunks, and pay those credits to their owners too."""
+        unknown = session.execute(
+            text(
+                "SELECT c.thing_id FROM settlement.credits c WHERE c.period = :p "
+                "AND NOT EXISTS (SELECT 1 FROM settlement.things t WHERE t.thing_id = c.thing_id) ORDER BY c.thing_id"
+            ),
+            params,
+        ).scalars().all()
+        for start in range(0, len(unknown), 1000):
+            owners = self.sources.thing_owners(unknown[start : start + 1000])
+            for thing_id, owner_id in owners.items():
+                session.execute(
+                    text(
+                        "INSERT INTO settlement.things (thing_id, owner_id, changed_at) VALUES (:i, :o, '-infinity') "
+                        "ON CONFLICT DO NOTHING"
+                    ),
+                    {"i": int(thing_id), "o": owner_id},
+                )
+        if unknown:
+            session.execute(
+                text(
+                    "UPDATE settlement.credits c SET owner_id = t.owner_id, state = 'paid' FROM settlement.things t "
+                    "WHERE c.period = :p AND c.thing_id = ANY(CAST(:ids AS bigint[])) AND t.thing_id = c.thing_id AND t.owner_id IS NOT NULL"
+                ),
+                {**params, "ids": unknown},
+            )
+
+    # -- the split and the ledger -------------------------------------------------------------------
+
+    def _post(self, session: Session, period: str) -> None:
+        settlement = session.execute(
+            text("SELECT policy, fee_bps, sealed_at FROM settlement.settlements WHERE period = :p FOR UPDATE"), {"p": period}
+        ).first()
+        params = {"p": period, "bps": settlement.fee_bps, "sealed": settlement.sealed_at}
+        # the window over a million clicks sorts in memory instead of spilling to disk
+        session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+        # compiling these few big statements costs more than it saves
+        session.execute(text("SET LOCAL jit = off"))
+        escrow.lock(session)
+        self.progress("posting", 0, 1)
+        transaction_id = session.execute(
+            text(
+                "INSERT INTO settlement.transactions (kind, idempotency_key, details) "
+                "VALUES ('period_settlement', 'settlement:' || CAST(:p AS text), jsonb_build_object('period', CAST(:p AS text))) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+            ),
+            params,
+        ).scalar()
+        if transaction_id is None:
+            raise SettlementFailed(f"the ledger already holds a settlement of {period}, but its record does not say so")
+        params["t"] = transaction_id
+        self._timed("charges", self._charge, session, params, settlement.policy)
+        self._timed("split", self._credit, session, params)
+        self._learn_owners(session, params)
+        self._timed("ledger", self._post_ledger, session, params)
+        totals = self._totals(session, params)
+        escrow.release_owned(session, self.events)  # things claimed while this batch ran
+        self._timed("events", self._announce, session, params, totals)
+        session.execute(
+            text(
+                "UPDATE settlement.settlements SET state = 'settled', step = 'posted', totals = CAST(:totals AS jsonb), "
+                "transaction_id = :t, settled_at = now(), updated_at = now() WHERE period = :p"
+            ),
+            {"p": period, "t": transaction_id, "totals": _json(totals)},
+        )
+        self._maybe_die("posting")
+        session.commit()
+        self.progress("posted", 1, 1)
+        log.info("period %s settled: %s; seconds per step: %s", period, totals, {k: round(v, 2) for k, v in self.timings.items()})
+        self._maybe_die("posted")
+
+    def _charge(self, session: Session, params: dict, policy: str) -> None:
+        """What each reader pays: min(budget in force at the seal, wallet balance); the fee on it."""
+        budget_at_seal = (
+            "CASE WHEN b.changed_at <= :sealed THEN b.amount ELSE (SELECT h.amount FROM settlement.budget_changes h "
+            "WHERE h.user_id = r.user_id AND h.changed_at <= :sealed ORDER BY h.changed_at DESC LIMIT 1) END"
+        )
+        session.execute(
+            text(
+                f"""
+                INSERT INTO settlement.charges (period, user_id, kind, amount, fee, clicks)
+                SELECT :p, r.user_id, 'split', a.amount, settlement.platform_fee(a.amount, :bps), r.clicks
+                FROM (SELECT user_id, clicks FROM settlement.period_clicks WHERE period = :p AND rank = 0) r
+                LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
+                LEFT JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
+                CROSS JOIN LATERAL (SELECT GREATEST(0, LEAST(coalesce({budget_at_seal}, 0), coalesce(w.balance, 0))) AS amount) a
+                """
+            ),
+            params,
+        )
+        if policy == "charity":
+            session.execute(
+                text(
+                    f"""
+                    INSERT INTO settlement.charges (period, user_id, kind, amount, fee, clicks)
+                    SELECT :p, r.user_id, 'charity', a.amount, 0, 0
+                    FROM settlement.budgets r
+                    LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
+                    JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
+                    CROSS JOIN LATERAL (SELECT GREATEST(0, LEAST(coalesce({budget_at_seal}, 0), w.balance)) AS amount) a
+                    WHERE a.amount > 0
+                      AND NOT EXISTS (SELECT 1 FROM settlement.charges c WHERE c.period = :p AND c.user_id = r.user_id)
+                    """
+                ),
+                params,
+            )
+        # fresh statistics, so the joins below are planned for a hundred thousand rows, not a few
+        session.execute(text("ANALYZE settlement.charges"))
+
+    def _credit(self, session: Session, params: dict) -> None:
+        """Split each reader's amount after the fee over their clicks (``split_share``, the rule in
+        ``rules.split_shares``) and sum the shares per thing: to the owner, or held in escrow."""
+        session.execute(
+            text(
+                """
+                INSERT INTO settlement.credits (period, thing_id, owner_id, amount, clicks, state, transaction_id)
+                SELECT :p, s.thing_id, t.owner_id, s.amount, s.clicks, CASE WHEN t.owner_id IS NULL THEN 'held' ELSE 'paid' END, :t
+                FROM (
+                    SELECT c.thing_id, sum(settlement.split_share(ch.amount - ch.fee, ch.clicks, c.rank, c.user_id)) AS amount,
+                           count(*) AS clicks
+                    FROM settlement.period_clicks c
+                    JOIN settlement.charges ch ON ch.period = c.period AND ch.user_id = c.user_id
+                    WHERE c.period = :p
+                    GROUP BY c.thing_id
+                ) s
+                LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
+                """
+            ),
+            params,
+        )
+        session.execute(text("ANALYZE settlement.credits"))
+
+    def _post_ledger(self, session: Session, params: dict) -> None:
+        session.execute(
+            text(
+                """
+                INSERT INTO settlement.ledger_accounts (kind, owner_id)
+                SELECT 'revenue', owner_id FROM settlement.credits WHERE period = :p AND state = 'paid' GROUP BY owner_id
+                UNION ALL
+                SELECT 'escrow', thing_id FROM settlement.credits WHERE period = :p AND state = 'held'
+                ON CONFLICT DO NOTHING
+                """
+            ),
+            params,
+        )
+        fees, charity = ledger.account(session, "fees"), ledger.account(session, "charity")
+        # all postings of one transaction in one statement: the ledger's trigger checks the balance
+        # of each statement's transactions
+        session.execute(
+            text(
+                """
+                INSERT INTO settlement.postings (transaction_id, account_id, amount)
+                SELECT :t, w.id, -ch.amount FROM settlement.charges ch
+                    JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = ch.user_id
+                    WHERE ch.period = :p AND ch.amount > 0
+                UNION ALL
+                SELECT :t, :fees, sum(fee) FROM settlement.charges WHERE period = :p HAVING sum(fee) > 0
+                UNION ALL
+                SELECT :t, :charity, sum(amount) FROM settlement.charges WHERE period = :p AND kind = 'charity' HAVING sum(amount) > 0
+                UNION ALL
+                SELECT :t, a.id, sum(c.amount) FROM settlement.credits c
+                    JOIN settlement.ledger_accounts a ON a.kind = 'revenue' AND a.owner_id = c.owner_id
+                    WHERE c.period = :p AND c.state = 'paid' GROUP BY a.id HAVING sum(c.amount) > 0
+                UNION ALL
+                SELECT :t, a.id, c.amount FROM settlement.credits c
+                    JOIN settlement.ledger_accounts a ON a.kind = 'escrow' AND a.owner_id = c.thing_id
+                    WHERE c.period = :p AND c.state = 'held' AND c.amount > 0
+                """
+            ),
+            {**params, "fees": fees, "charity": charity},
+        )
+
+    def _totals(self, session: Session, params: dict) -> dict:
+        """The settlement's figures, and the self-check that every charged cent went somewhere."""
+        charges = session.execute(
+            text(
+                "SELECT coalesce(sum(amount) FILTER (WHERE kind = 'split'), 0) AS split, "
+                "coalesce(sum(amount) FILTER (WHERE kind = 'charity'), 0) AS charity, coalesce(sum(fee), 0) AS fees, "
+                "count(*) FILTER (WHERE kind = 'split') AS readers, count(*) FILTER (WHERE kind = 'split' AND amount > 0) AS charged_readers, "
+                "count(*) FILTER (WHERE kind = 'charity') AS charity_readers, coalesce(sum(clicks), 0) AS clicks "
+                "FROM settlement.charges WHERE period = :p"
+            ),
+            params,
+        ).first()
+        credits = session.execute(
+            text(
+                "SELECT coalesce(sum(amount) FILTER (WHERE state = 'paid'), 0) AS paid, "
+                "coalesce(sum(amount) FILTER (WHERE state = 'held'), 0) AS held, count(*) AS things, "
+                "count(DISTINCT owner_id) AS creators FROM settlement.credits WHERE period = :p"
+            ),
+            params,
+        ).first()
+        expected_clicks = session.execute(text("SELECT expected_clicks FROM settlement.settlements WHERE period = :p"), params).scalar()
+        if charges.clicks != expected_clicks:
+            raise SettlementFailed(f"self-check: the readers' clicks add up to {charges.clicks}, the period has {expected_clicks}")
+        charged = int(charges.split + charges.charity)
+        accounted = int(charges.fees + charges.charity + credits.paid + credits.held)
+        if charged != accounted:
+            raise SettlementFailed(f"self-check: charged {charged} but fees, charity, revenue and escrow add up to {accounted}")
+        return {
+            "clicks": int(charges.clicks),
+            "readers": int(charges.readers),
+            "charged_readers": int(charges.charged_readers),
+            "charity_readers": int(charges.charity_readers),
+            "things": int(credits.things),
+            "creators": int(credits.creators),
+            "charged": charged,
+            "fees": int(charges.fees),
+            "revenue": int(credits.paid),
+            "escrow": int(credits.held),
+            "charity": int(charges.charity),
+            "currency": "EUR",
+        }
+
+    def _announce(self, session: Session, params: dict, totals: dict) -> None:
+        record_many(
+            session,
+            "settlement",
+            "revenue.credited",
+            "SELECT jsonb_build_object('user_id', owner_id, 'amount', sum(amount), 'currency', 'EUR', 'source', 'settlement', "
+            "'periods', jsonb_build_array(CAST(:p AS text)), 'things', count(*)) AS data "
+            "FROM settlement.credits WHERE period = :p AND state = 'paid' GROUP BY owner_id HAVING sum(amount) > 0",
+            {"p": params["p"]},
+        )
+        money_flows.refresh_means_many(session, "SELECT user_id FROM settlement.charges WHERE period = :p AND amount > 0", {"p": params["p"]})
+        self.events.record(session, "period.settled", {"period": params["p"], **totals})
+
+
+
+class _Ready:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value)

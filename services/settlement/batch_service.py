@@ -1,0 +1,86 @@
+"""The settlement batch runner: settles each period once it is sealed.
+
+It runs as its own nameko service and process (``python -m services.settlement.run_batch``), one
+active at a time by design: the batch takes a database lock, so a second replica only stands by.
+Keeping it apart from the ``settlement`` service means a long batch never slows deposits, wallets
+or payouts. The batch itself is ``services.settlement.batch``.
+"""
+from __future__ import annotations
+
+import logging
+
+from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+from sqlalchemy import text
+
+from services.common.db import Database, engine_for
+from services.common.events import subscriber
+from services.common.rpc import rpc
+from services.common.settings import setting
+from services.settlement import batch, rules
+
+log = logging.getLogger(__name__)
+
+
+def log_progress(step: str, done: int, total: int) -> None:
+    log.info("settlement %s: %s of %s", step, done, total)
+
+
+class SettlementBatchService:
+    name = "settlement_batch"
+
+    db = Database("SETTLEMENT_DATABASE_URL")
+    clicks = RpcProxy("clicks")
+    accounts = RpcProxy("accounts")
+    config = Config()
+
+    @rpc
+    def health(self):
+        self.db.execute(text("SELECT 1"))
+        return {"service": "settlement_batch", "ok": True}
+
+    def _batch(self) -> batch.Batch:
+        return batch.Batch(
+            engine_for(self.config["SETTLEMENT_DATABASE_URL"]),
+            batch.Sources(export_clicks=self.clicks.export_clicks, thing_owners=self.accounts.thing_owners),
+            chunk_rows=int(setting(self.config, "SETTLEMENT_CHUNK_ROWS")),
+            progress=log_progress,
+        )
+
+    def _settle(self, period: str) -> dict | None:
+        try:
+            return self._batch().run(period)
+        except batch.SettlementFailed as exc:
+            # recorded as failed with the reason; an operator re-runs it (ops settle)
+            log.error("settlement of %s failed: %s", period, exc)
+            return None
+
+    @subscriber("clicks", "period.sealed")
+    def on_period_sealed(self, event):
+        data = event["data"]
+        batch.begin(
+            self.db,
+            data["period"],
+            data.get("sealed_at") or event["occurred_at"],
+            data["clicks"],
+            rules.settlement_policy(setting(self.config, "SETTLEMENT_NO_CLICKS_POLICY")),
+            rules.fee_basis_points(setting(self.config, "SETTLEMENT_FEE_BPS")),
+        )
+        self.db.commit()
+        self._settle(data["period"])
+
+    @rpc
+    def settle(self, period):
+        """Run (or finish) the settlement of a begun period now; its status."""
+        return self._settle(period)
+
+    @timer(interval=30)
+    def resume(self):
+        """Settlements a crash left unfinished. While a batch runs, the others find it locked."""
+        unfinished = self.db.execute(
+            text("SELECT period FROM settlement.settlements WHERE state IN ('pending', 'settling') ORDER BY period")
+        ).scalars().all()
+        self.db.rollback()
+        for period in unfinished:
+            self._settle(period)

@@ -1,0 +1,172 @@
+"""Escrow of unclaimed things: released to the creator who claims the thing, or refunded to the
+readers once it has waited longer than the hold period.
+
+A period's share for a thing without an owner is a ``held`` credit (one row per period and
+thing) and sits in that thing's escrow account. Each credit leaves escrow exactly once: its state
+moves from ``held`` to ``released`` or ``refunded`` in the transaction that posts the money, under
+``ESCROW_LOCK``, which the settlement batch also takes while it posts, so a claim arriving during
+a settlement cannot miss the shares that settlement is about to hold.
+"""
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from services.common.outbox import record_many
+from services.settlement import ledger, money_flows
+from services.common.money import Money
+
+ESCROW_LOCK = "SELECT pg_advisory_xact_lock(hashtext('settlement:escrow'))"
+
+
+def lock(session: Session) -> None:
+    session.execute(text(ESCROW_LOCK))
+
+
+def release_owned(session: Session, events, thing_ids: list[int] | None = None) -> list[dict]:
+    """Release every held credit of a thing that has an owner now (optionally only ``thing_ids``)
+    to the owner's revenue: one ledger transaction per thing. The caller holds the escrow lock."""
+    only = "AND c.thing_id = ANY(CAST(:ids AS bigint[]))" if thing_ids is not None else ""
+    rows = session.execute(
+        text(
+            "SELECT c.thing_id, t.owner_id, sum(c.amount) AS amount, array_agg(c.period ORDER BY c.period) AS periods "
+            "FROM settlement.credits c JOIN settlement.things t ON t.thing_id = c.thing_id "
+            f"WHERE c.state = 'held' AND t.owner_id IS NOT NULL {only} GROUP BY c.thing_id, t.owner_id ORDER BY c.thing_id"
+        ),
+        {"ids": thing_ids},
+    ).all()
+    released = []
+    for row in rows:
+        transaction_id = None
+        amount = int(row.amount)
+        if amount > 0:
+            posted = ledger.transfer(
+                session,
+                "escrow_released",
+                f"escrow-release:{row.thing_id}:{','.join(row.periods)}",
+                ledger.account(session, "escrow", row.thing_id),
+                ledger.account(session, "revenue", row.owner_id),
+                Money(int(row.amount)),
+                {"thing_id": row.thing_id, "user_id": row.owner_id, "periods": row.periods},
+            )
+            transaction_id = posted.transaction_id
+        session.execute(
+            text(
+                "UPDATE settlement.credits SET state = 'released', owner_id = :o, resolved_at = now(), transaction_id = :t "
+                "WHERE thing_id = :i AND state = 'held' AND period = ANY(:p)"
+            ),
+            {"o": row.owner_id, "t": transaction_id, "i": row.thing_id, "p": row.periods},
+        )
+        data = {"thing_id": row.thing_id, "user_id": row.owner_id, "amount": int(row.amount), "currency": "EUR", "periods": row.periods}
+        events.record(session, "escrow.released", data)
+        if row.amount > 0:
+            events.record(
+                session,
+                "revenue.credited",
+                {"user_id": row.owner_id, "amount": int(row.amount), "currency": "EUR", "source": "escrow",
+                 "periods": row.periods, "thing_id": row.thing_id},
+            )
+        released.append(data)
+    return released
+
+
+# Each reader's share of a held credit, recomputed from the period's clicks and charges with the
+# same rule the batch used: the refund is exactly what each reader put in.
+_STALE_SHARES = """
+    SELECT c.user_id, c.thing_id, settlement.split_share(ch.amount - ch.fee, ch.clicks, c.rank, c.user_id) AS share
+    FROM settlement.period_clicks c
+    JOIN settlement.charges ch ON ch.period = c.period AND ch.user_id = c.user_id
+    JOIN settlement.credits cr ON cr.period = c.period AND cr.thing_id = c.thing_id
+    WHERE c.period = :p AND cr.state = 'held' AND cr.settled_at < now() - make_interval(days => :days)
+      AND settlement.split_share(ch.amount - ch.fee, ch.clicks, c.rank, c.user_id) > 0
+"""
+
+
+def refund_stale(session: Session, events, hold_days: int) -> list[dict]:
+    """Refund every held credit settled more than ``hold_days`` ago to the readers' wallets, pro
+    rata to what each put in: one ledger transaction per credit, set-based per period. The
+    caller holds the escrow lock."""
+    periods = session.execute(
+        text(
+            "SELECT DISTINCT period FROM settlement.credits WHERE state = 'held' "
+            "AND settled_at < now() - make_interval(days => :days) ORDER BY period"
+        ),
+        {"days": hold_days},
+    ).scalars().all()
+    refunded = []
+    for period in periods:
+        params = {"p": period, "days": hold_days}
+        session.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS refund_shares (user_id bigint, thing_id bigint, share bigint) ON COMMIT DROP"))
+        session.execute(text("TRUNCATE refund_shares"))
+        session.execute(text(f"INSERT INTO refund_shares {_STALE_SHARES}"), params)
+        credits = session.execute(
+            text(
+                "SELECT thing_id, amount FROM settlement.credits WHERE period = :p AND state = 'held' "
+                "AND settled_at < now() - make_interval(days => :days) ORDER BY thing_id FOR UPDATE"
+            ),
+            params,
+        ).all()
+        mismatched = session.execute(
+            text(
+                "SELECT count(*) FROM settlement.credits c LEFT JOIN (SELECT thing_id, sum(share) AS amount FROM refund_shares "
+                "GROUP BY thing_id) s USING (thing_id) WHERE c.period = :p AND c.state = 'held' "
+                "AND c.settled_at < now() - make_interval(days => :days) AND c.amount <> coalesce(s.amount, 0)"
+            ),
+            params,
+        ).scalar()
+        if mismatched:
+            raise RuntimeError(f"escrow of {period}: {mismatched} credits differ from their readers' shares; nothing refunded")
+        # wallets of readers who are refunded for the first time need an account
+        session.execute(
+            text(
+                "INSERT INTO settlement.ledger_accounts (kind, owner_id) SELECT DISTINCT 'wallet', user_id FROM refund_shares "
+                "ON CONFLICT DO NOTHING"
+            )
+        )
+        session.execute(
+            text(
+                "INSERT INTO settlement.ledger_accounts (kind, owner_id) SELECT 'escrow', thing_id FROM refund_shares "
+                "GROUP BY thing_id ON CONFLICT DO NOTHING"
+            )
+        )
+        session.execute(
+            text(
+                """
+                WITH sums AS (SELECT thing_id, sum(share) AS amount FROM refund_shares GROUP BY thing_id),
+                txs AS (
+                    INSERT INTO settlement.transactions (kind, idempotency_key, details)
+                    SELECT 'escrow_refunded', 'escrow-refund:' || CAST(:p AS text) || ':' || thing_id,
+                           jsonb_build_object('period', CAST(:p AS text), 'thing_id', thing_id)
+                    FROM sums ORDER BY thing_id
+                    RETURNING id, (details ->> 'thing_id')::bigint AS thing_id
+                )
+                INSERT INTO settlement.postings (transaction_id, account_id, amount)
+                SELECT txs.id, e.id, -s.amount FROM txs JOIN sums s USING (thing_id)
+                    JOIN settlement.ledger_accounts e ON e.kind = 'escrow' AND e.owner_id = s.thing_id
+                UNION ALL
+                SELECT txs.id, w.id, r.share FROM txs JOIN refund_shares r USING (thing_id)
+                    JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
+                """
+            ),
+            {"p": period},
+        )
+        session.execute(
+            text(
+                "UPDATE settlement.credits c SET state = 'refunded', resolved_at = now(), "
+                "transaction_id = (SELECT id FROM settlement.transactions WHERE idempotency_key = 'escrow-refund:' || c.period || ':' || c.thing_id) "
+                "WHERE c.period = :p AND c.state = 'held' AND c.settled_at < now() - make_interval(days => :days)"
+            ),
+            params,
+        )
+        record_many(
+            session,
+            "settlement",
+            "escrow.refunded",
+            "SELECT jsonb_build_object('thing_id', thing_id, 'period', CAST(:p AS text), 'amount', sum(share), "
+            "'readers', count(*), 'currency', 'EUR') AS data FROM refund_shares GROUP BY thing_id",
+            {"p": period},
+        )
+        money_flows.refresh_means_many(session, "SELECT user_id FROM refund_shares")
+        for credit in credits:
+            refunded.append({"period": period, "thing_id": credit.thing_id, "amount": int(credit.amount)})
+    return refunded

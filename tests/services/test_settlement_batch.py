@@ -1,0 +1,204 @@
+"""The settlement batch on the real database: the split, the fee, escrow, statements, re-runs."""
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from services.common.outbox import TableRecorder
+from services.settlement import batch, escrow, ledger, rules, statements
+from services.settlement.models import outbox
+from tests.settlement_world import PERIOD, SEALED_AT, World, all_postings, settlement_postings, small_world, sources
+
+
+def settle(db, world: World, policy="rollover", **kwargs):
+    with Session(db) as session:
+        batch.begin(session, world.period, SEALED_AT, len(world.clicks), policy, world.fee_bps)
+        session.commit()
+    return batch.Batch(db, sources(db), chunk_rows=kwargs.pop("chunk_rows", 4), **kwargs).run(world.period)
+
+
+def events_of(db, event_type):
+    with db.connect() as conn:
+        return [r.body["data"] for r in conn.execute(text("SELECT body FROM settlement.outbox WHERE event_type = :t ORDER BY id"), {"t": event_type})]
+
+
+@pytest.fixture
+def world(db):
+    w = small_world()
+    with Session(db) as session:
+        w.seed(session)
+    return w
+
+
+def test_settlement_moves_every_cent_by_the_rules(db, world):
+    result = settle(db, world)
+    assert result["state"] == "settled"
+    expected = world.expected()
+    with Session(db) as session:
+        assert settlement_postings(session) == expected["deltas"]
+        assert ledger.check(session)["ok"]
+        # a wallet below its budget pays what it holds; the fee is 10% rounded down
+        charge = session.execute(text("SELECT amount, fee FROM settlement.charges WHERE user_id = 103")).one()
+        assert (charge.amount, charge.fee) == (333, 33)
+    totals = result["totals"]
+    assert totals["charged"] == totals["fees"] + totals["revenue"] + totals["escrow"] + totals["charity"]
+    assert totals["clicks"] == len(world.clicks) and totals["readers"] == 5
+    assert totals["escrow"] == sum(v for (kind, _), v in expected["deltas"].items() if kind == "escrow")
+
+
+def test_statements_add_up_to_the_ledger(db, world):
+    settle(db, world)
+    expected = world.expected()
+    with Session(db) as session:
+        for reader, shares in expected["shares"].items():
+            found = statements.statement(session, reader, PERIOD)
+            assert {line["thing_id"]: line["amount"] for line in found["spent"]} == shares
+            assert found["charged"]["amount"] == found["charged"]["fee"] + sum(shares.values())
+            assert -found["charged"]["amount"] == expected["deltas"][("wallet", reader)]
+            assert {line["destination"] for line in found["spent"] if world.things[line["thing_id"]] is None} <= {"escrow"}
+        creator = statements.statement(session, 11, PERIOD)
+        assert creator["charged"] is None
+        assert creator["earned"]["amount"] == expected["deltas"][("revenue", 11)] == ledger.balance(session, "revenue", 11).cents
+        assert statements.revenue_by_period(session, 11) == [{"period": PERIOD, "amount": expected["deltas"][("revenue", 11)]}]
+
+
+def test_settled_period_publishes_totals_revenue_and_means(db, world):
+    result = settle(db, world)
+    settled = events_of(db, "period.settled")
+    assert len(settled) == 1 and settled[0]["period"] == PERIOD and settled[0]["charged"] == result["totals"]["charged"]
+    credited = {e["user_id"]: e["amount"] for e in events_of(db, "revenue.credited")}
+    expected = world.expected()["deltas"]
+    assert credited == {owner: amount for (kind, owner), amount in expected.items() if kind == "revenue"}
+    # reader 102 had exactly their budget: after paying it, the wallet is below the budget
+    flips = {r["user_id"]: r["has_means"] for e in events_of(db, "means.changed.batch") for r in e["readers"]}
+    # 102 paid exactly its budget and can no longer; 103 could not pay its budget before either;
+    # the others still hold their budgets
+    assert flips == {102: False}
+
+
+def test_a_second_run_and_a_second_begin_change_nothing(db, world):
+    first = settle(db, world)
+    with Session(db) as session:
+        before = all_postings(session)
+        assert batch.begin(session, PERIOD, SEALED_AT, len(world.clicks), "charity", 0) is False
+        session.commit()
+    again = batch.Batch(db, sources(db)).run(PERIOD)
+    assert again["totals"] == first["totals"] and again["policy"] == "rollover"
+    with Session(db) as session:
+        assert all_postings(session) == before
+    assert len(events_of(db, "period.settled")) == 1
+
+
+def test_charity_policy_takes_the_budgets_of_readers_without_clicks(db, world):
+    result = settle(db, world, policy="charity")
+    with Session(db) as session:
+        assert settlement_postings(session) == world.expected("charity")["deltas"]
+        assert ledger.balance(session, "charity").cents == 250  # reader 106: budget 300, wallet 250; 107 has nothing
+        assert ledger.check(session)["ok"]
+    assert result["totals"]["charity_readers"] == 1
+
+
+def test_the_budget_in_force_at_the_seal_is_charged(db, world):
+    with Session(db) as session:
+        # reader 104 raised the budget after the period was sealed
+        session.execute(text("UPDATE settlement.budgets SET amount = 4000, changed_at = '2026-11-02' WHERE user_id = 104"))
+        session.execute(text("INSERT INTO settlement.budget_changes (user_id, amount, changed_at) VALUES (104, 4000, '2026-11-02')"))
+        session.commit()
+    settle(db, world)
+    with Session(db) as session:
+        assert session.execute(text("SELECT amount FROM settlement.charges WHERE user_id = 104")).scalar() == 200
+
+
+def test_a_count_that_does_not_match_the_seal_fails_with_the_reason(db, world):
+    with Session(db) as session:
+        batch.begin(session, PERIOD, SEALED_AT, len(world.clicks) + 1, "rollover", 1000)
+        session.commit()
+    with pytest.raises(batch.SettlementFailed, match="moved 15 clicks"):
+        batch.Batch(db, sources(db)).run(PERIOD)
+    with Session(db) as session:
+        found = batch.status(session, PERIOD)
+        assert found["state"] == "failed" and "sealed with 16" in found["reason"]
+        assert settlement_postings(session) == {}
+
+
+def test_claimed_escrow_is_released_and_stale_escrow_refunded_pro_rata(db, world):
+    settle(db, world)
+    expected = world.expected()
+    shares = expected["shares"]
+    recorder = TableRecorder(outbox)
+    with Session(db) as session:
+        escrow.lock(session)
+        assert escrow.refund_stale(session, recorder, hold_days=30) == []  # nothing is old enough yet
+        # thing 4 is claimed by user 14; thing 5 stays unclaimed
+        session.execute(text("UPDATE settlement.things SET owner_id = 14 WHERE thing_id = 4"))
+        released = escrow.release_owned(session, recorder, [4])
+        session.commit()
+        assert released == [{"thing_id": 4, "user_id": 14, "amount": expected["deltas"][("escrow", 4)], "currency": "EUR", "periods": [PERIOD]}]
+        assert ledger.balance(session, "revenue", 14).cents == expected["deltas"][("escrow", 4)]
+        assert ledger.balance(session, "escrow", 4).cents == 0
+        wallets_before = {r: ledger.balance(session, "wallet", r).cents for r in world.readers}
+        escrow.lock(session)
+        refunded = escrow.refund_stale(session, recorder, hold_days=0)
+        session.commit()
+        assert refunded == [{"period": PERIOD, "thing_id": 5, "amount": expected["deltas"][("escrow", 5)]}]
+        for reader in world.readers:
+            back = shares.get(reader, {}).get(5, 0)
+            assert ledger.balance(session, "wallet", reader).cents == wallets_before[reader] + back
+        assert ledger.balance(session, "escrow", 5).cents == 0
+        assert ledger.check(session)["ok"]
+        # each credit left escrow once: running both again moves nothing
+        escrow.lock(session)
+        assert escrow.refund_stale(session, recorder, hold_days=0) == []
+        assert escrow.release_owned(session, recorder) == []
+        session.commit()
+        statement = statements.statement(session, 102, PERIOD)
+        destinations = {line["thing_id"]: line["destination"] for line in statement["spent"]}
+        assert destinations[4] == "revenue" and destinations[5] == "refunded"
+        assert statement["refunded"] == shares[102][5]
+        assert statements.statement(session, 14, PERIOD)["earned"]["things"][0]["source"] == "escrow"
+    refunds = events_of(db, "escrow.refunded")
+    assert [(e["thing_id"], e["amount"], e["readers"]) for e in refunds] == [(5, expected["deltas"][("escrow", 5)], 2)]
+
+
+def test_an_empty_period_settles_to_nothing(db):
+    empty = World(readers={}, things={}, clicks=[])
+    with Session(db) as session:
+        empty.seed(session)
+    result = settle(db, empty)
+    assert result["state"] == "settled" and result["totals"]["charged"] == 0
+    with Session(db) as session:
+        assert settlement_postings(session) == {}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    to_split=st.integers(min_value=0, max_value=10**9),
+    n=st.integers(min_value=1, max_value=60),
+    reader=st.integers(min_value=1, max_value=2**40),
+    fee_amount=st.integers(min_value=0, max_value=10**12),
+    fee_bps=st.integers(min_value=0, max_value=10000),
+)
+def test_the_sql_split_and_fee_are_the_python_rules(db, to_split, n, reader, fee_amount, fee_bps):
+    thing_ids = list(range(1, n + 1))
+    with db.connect() as conn:
+        rows = conn.execute(
+            text("SELECT g - 1 AS rank, settlement.split_share(:a, :n, g - 1, :r) AS share FROM generate_series(1, :n) g ORDER BY g"),
+            {"a": to_split, "n": n, "r": reader},
+        ).all()
+        fee = conn.execute(text("SELECT settlement.platform_fee(:a, :b)"), {"a": fee_amount, "b": fee_bps}).scalar()
+    assert [r.share for r in rows] == [rules.split_shares(to_split, thing_ids, reader)[t] for t in thing_ids]
+    assert fee == rules.platform_fee(fee_amount, fee_bps)
+
+
+def test_status_shape(db, world):
+    with Session(db) as session:
+        batch.begin(session, PERIOD, SEALED_AT, len(world.clicks), "rollover", 1000)
+        session.commit()
+        pending = batch.status(session, PERIOD)
+    assert pending["state"] == "pending" and pending["totals"] == {"clicks": 15, "clicks_moved": 0}
+    settled = settle(db, world)
+    json.dumps(settled)
+    assert settled["state"] == "settled" and settled["settled_at"] is not None
