@@ -221,10 +221,11 @@ def start_click_worker(service_config, vhost):
 def all_services(start_services, start_click_worker):
     from services.accounts.service import AccountsService
     from services.clicks.service import ClicksService
+    from services.settlement.batch_service import SettlementBatchService
     from services.settlement.payouts import PayoutsService
     from services.settlement.service import SettlementService
 
-    runner = start_services(AccountsService, ClicksService, SettlementService, PayoutsService)
+    runner = start_services(AccountsService, ClicksService, SettlementService, PayoutsService, SettlementBatchService)
     start_click_worker()
     return runner
 

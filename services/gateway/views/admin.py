@@ -6,10 +6,11 @@ import hmac
 from flask import Blueprint, current_app, jsonify
 
 from services.common import settings
-from services.common.errors import UserNotFound
+from services.common.errors import NotFound, UserNotFound
 from services.gateway import params
 from services.gateway.auth import bearer_token
 from services.gateway.errors import ApiError
+from services.gateway.views.money import period_id
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -54,7 +55,41 @@ def adjust():
 
 @admin.get("/periods")
 def list_periods():
-    return jsonify(rpc("clicks", "list_periods"))
+    """The clicks service's periods, with the settlement's progress: a sealed period reads
+    ``settling`` or ``settled`` once its settlement has begun or finished."""
+    found = rpc("clicks", "list_periods")
+    sealed = [p["id"] for p in found if p["state"] == "sealed"]
+    settlements = rpc("settlement", "settlement_states", sealed) if sealed else {}
+    for period in found:
+        settlement = settlements.get(period["id"])
+        period["settlement"] = settlement or ("pending" if period["state"] == "sealed" else None)
+        if settlement in ("settling", "settled"):
+            period["state"] = settlement
+    return jsonify(found)
+
+
+@admin.get("/settlements/<period>")
+def settlement(period):
+    """A period's settlement: ``pending``, ``settling``, ``settled`` or ``failed`` (with the reason)."""
+    period = period_id(period)
+    try:
+        return jsonify(rpc("settlement", "settlement", period))
+    except NotFound:
+        pass
+    sealed = next((p for p in rpc("clicks", "list_periods") if p["id"] == period and p["state"] == "sealed"), None)
+    if sealed is None:
+        raise ApiError(404, "not_found", "no sealed period with this id")
+    # sealed, and its period.sealed event is on its way to the batch runner
+    return jsonify({"period": period, "state": "pending", "totals": {"clicks": sealed["clicks"], "clicks_moved": 0}})
+
+
+@admin.post("/escrow/refunds")
+def refund_escrow():
+    """Refund escrow held longer than ``older_than_days`` (default: the hold period) to the readers now."""
+    data = params.body()
+    days = data.get("older_than_days")
+    result = rpc("settlement", "refund_stale_escrow", None if days is None else params.integer(days, "older_than_days", minimum=0, maximum=100000))
+    return jsonify(result)
 
 
 @admin.post("/periods/close")

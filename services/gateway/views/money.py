@@ -1,10 +1,14 @@
-"""The platform's money endpoints: wallet, deposits, revenue, payouts. Personal tokens only."""
+"""The platform's money endpoints: wallet, deposits, revenue, payouts, statements. Personal tokens only."""
 from __future__ import annotations
+
+import re
 
 from flask import Blueprint, current_app, jsonify
 
 from services.gateway import params
 from services.gateway.auth import current_caller, require
+from services.gateway.errors import ApiError
+from services.gateway.representations import api_url
 
 money = Blueprint("money", __name__, url_prefix="/rest/v2")
 
@@ -60,3 +64,24 @@ def payouts():
 @require(personal=True)
 def payout(payout_id):
     return jsonify(rpc("payout", current_caller().user_id, payout_id))
+
+
+PERIOD_ID = re.compile(r"^\d{4}-\d{2}(\.\d{1,4})?$")
+
+
+def period_id(value: str) -> str:
+    """A period id from a URL (``2026-11``, ``2026-11.2``); anything else names no period."""
+    if not PERIOD_ID.match(value):
+        raise ApiError(404, "not_found", "no such period")
+    return value
+
+
+@money.get("/user/statements/<period>")
+@require(personal=True)
+def statement(period):
+    """Where the caller's money went in a settled period, per thing with the fee, and what the
+    caller's things earned in it; the figures are the ledger's, to the cent."""
+    found = rpc("statement", current_caller().user_id, period_id(period))
+    for line in found["spent"] + found["earned"]["things"]:
+        line["thing"] = {"id": line["thing_id"], "resource": api_url(f"/things/{line['thing_id']}")}
+    return jsonify(found)
