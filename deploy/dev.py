@@ -1,7 +1,7 @@
 """``make dev``: the whole platform as local processes, their logs in one terminal.
 
-Creates the database if needed and migrates every schema, then starts accounts, clicks,
-settlement and the gateway. Every setting comes from the caller's environment when set there;
+Creates the database if needed and migrates every schema, then starts accounts, clicks, the
+click worker, settlement, the payouts worker, the settlement batch runner and the gateway. Every setting comes from the caller's environment when set there;
 the defaults live in ``services/common/settings.py``. Ctrl-C or SIGTERM stops every child within
 3 seconds (SIGKILL after that); the children stay in this process group, so a signal to the group
 reaches them too and none is left behind.
@@ -25,10 +25,11 @@ PROCESSES = {
     "click-worker": [sys.executable, "-m", "services.clicks.worker"],
     "settlement": [sys.executable, "-m", "services.settlement"],
     "payouts": [sys.executable, "-m", "services.settlement.run_payouts"],
+    "batch": [sys.executable, "-m", "services.settlement.run_batch"],
     "gateway": [sys.executable, "-m", "services.gateway"],
 }
 STOP_GRACE_SECONDS = 2.0
-COLOURS = {"accounts": 32, "clicks": 33, "click-worker": 93, "settlement": 35, "payouts": 34, "gateway": 36, "dev": 37}
+COLOURS = {"accounts": 32, "clicks": 33, "click-worker": 93, "settlement": 35, "payouts": 34, "batch": 91, "gateway": 36, "dev": 37}
 
 
 def say(name: str, line: str) -> None:

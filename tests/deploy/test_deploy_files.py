@@ -28,18 +28,22 @@ SECRET_TEMPLATE = K8S_DIR / "secret.yaml.example"
 
 APP_SERVICES = ("accounts", "clicks", "settlement")  # nameko services, each with its own schema
 DB_URL_KEY = {name: f"{name.upper()}_DATABASE_URL" for name in APP_SERVICES}
-# processes that are not a schema's owner: the payouts worker works on the settlement schema
-WORKERS = ("payouts", "click-worker")
+# processes that are not a schema's owner: the payouts worker and the batch runner work on the
+# settlement schema
+WORKERS = ("payouts", "click-worker", "settlement-batch")
 DB_URL_KEY["payouts"] = "SETTLEMENT_DATABASE_URL"
+DB_URL_KEY["settlement-batch"] = "SETTLEMENT_DATABASE_URL"
 DB_URL_KEY["click-worker"] = "CLICKS_DATABASE_URL"
 PROCESSES = (*APP_SERVICES, *WORKERS)
 COMMANDS = {name: f"services.{name}" for name in (*APP_SERVICES, "gateway")}
 COMMANDS["payouts"] = "services.settlement.run_payouts"
 COMMANDS["click-worker"] = "services.clicks.worker"
+COMMANDS["settlement-batch"] = "services.settlement.run_batch"
 # how each process's health is probed: a nameko service answers its health RPC; the click worker,
 # which is not a nameko service, checks its own heartbeat file
 PROBES = {name: ["python", "-m", "services.common.healthcheck", name] for name in (*APP_SERVICES, "payouts")}
 PROBES["click-worker"] = ["python", "-m", "services.clicks.worker", "--check"]
+PROBES["settlement-batch"] = ["python", "-m", "services.common.healthcheck", "settlement_batch"]
 SECRET_KEYS = ("FLATTR_ADMIN_TOKEN", "FLATTR_SECRET_KEY")
 # The oldest Kubernetes minor we claim to support, and the newest the pinned validator knows.
 K8S_MIN_VERSION = "1.30"

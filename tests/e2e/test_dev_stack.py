@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.factories import PASSWORD, bearer, eventually
+from tests.pages import PageServer, Route, claim_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,6 +45,7 @@ def dev_stack(infra, vhost, tmp_path):
         GATEWAY_PORT=str(port),
         FLATTR_RATE_LIMITS="off",
         FLATTR_ADMIN_TOKEN="dev-admin",
+        CLAIM_ALLOW_PRIVATE_ADDRESSES="on",  # the claim page is served by the test on 127.0.0.1
     )
     log = open(tmp_path / "dev.log", "w")
     # its own session, like a terminal's job: the test signals that group as a user's Ctrl-C would
@@ -104,6 +106,46 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
     )
     check = requests.get(f"{base}/admin/ledger/check", headers=admin)
     assert check.status_code == 200 and check.json()["totals"]["paid_out"] == 2000
+
+    # a period: a reader funds and flattrs devuser's thing and a page nobody claimed yet; the
+    # operator closes the period; the settlement pays devuser and holds the page's share in escrow
+    pages = PageServer()
+    try:
+        page = pages.url("/unclaimed-post")
+        assert requests.post(f"{base}/rest/v2/users", json={"username": "devreader", "email": "r@example.com", "password": PASSWORD}).status_code == 201
+        reader = bearer(requests.post(f"{base}/rest/v2/user/tokens", auth=("devreader", PASSWORD), data={"scope": "flattr"}).json()["access_token"])
+        assert requests.put(f"{base}/rest/v2/user/budget", json={"amount": 1001}, headers=reader).status_code == 200
+        assert requests.post(f"{base}/rest/v2/user/deposits", json={"amount": 3000, "idempotency_key": "r-1"}, headers=reader).status_code == 201
+        assert eventually(lambda: requests.get(f"{base}/rest/v2/user/wallet", headers=reader).json()["has_means"])
+        assert requests.post(f"{base}/rest/v2/things/{created.json()['id']}/flattr", headers=reader).status_code == 200
+        unclaimed = requests.post(f"{base}/rest/v2/flattr", json={"url": page}, headers=reader).json()["thing"]["id"]
+        closed = requests.post(f"{base}/admin/periods/close", headers=admin).json()["period"]
+        settled = eventually(
+            lambda: (s := requests.get(f"{base}/admin/settlements/{closed}", headers=admin).json())["state"] == "settled" and s, timeout=20
+        )
+        # devreader's budget and devuser's (who flattred someone.example earlier), 10% fee on each
+        assert settled and settled["totals"]["charged"] == 1001 + 500 and settled["totals"]["fees"] == 100 + 50
+        statement = requests.get(f"{base}/rest/v2/user/statements/{closed}", headers=reader).json()
+        spent = {line["thing_id"]: (line["amount"], line["destination"]) for line in statement["spent"]}
+        to_thing, to_page = spent[created.json()["id"]][0], spent[unclaimed][0]
+        # 901 cents over two clicks: 450 and 451, by the documented rule
+        assert sorted([to_thing, to_page]) == [450, 451] and spent[unclaimed][1] == "escrow"
+        assert statement["charged"]["amount"] == 1001 and statement["charged"]["fee"] == 100
+        revenue = requests.get(f"{base}/rest/v2/user/revenue", headers=bearer(token)).json()
+        assert revenue["balance"] == 500 + to_thing and revenue["periods"] == [{"period": closed, "amount": to_thing}]
+        assert settled["totals"]["escrow"] == to_page + 450  # and devuser's 450 for someone.example
+        assert requests.get(f"{base}/admin/ledger/check", headers=admin).status_code == 200
+        # devuser claims the page: its escrow becomes devuser's revenue
+        pages.routes["/unclaimed-post"] = Route(claim_page(owner="devuser"))
+        claimed = requests.post(f"{base}/rest/v2/things/{unclaimed}/claim", headers=bearer(token))
+        assert claimed.status_code == 200, claimed.text
+        assert eventually(
+            lambda: requests.get(f"{base}/rest/v2/user/revenue", headers=bearer(token)).json()["balance"] == 500 + 901, timeout=5
+        )
+        check = requests.get(f"{base}/admin/ledger/check", headers=admin)
+        assert check.status_code == 200 and check.json()["totals"]["escrow"] == 450  # someone.example is still unclaimed
+    finally:
+        pages.close()
 
     stop_sent = time.monotonic()
     os.killpg(process.pid, signal.SIGTERM)
