@@ -102,10 +102,10 @@ class ClicksService:
             self._apply_means([event["data"]], event["occurred_at"])
         self.db.commit()
 
-    @subscriber("settlement", "means.changed.batch")
-    def on_means_changed_batch(self, event):
+    @subscriber("settlement", "means.batch_changed")
+    def on_means_batch_changed(self, event):
         """Many readers at once, after a settlement or a refund."""
-        if first_seen(self.db, "clicks", event, "means.changed.batch"):
+        if first_seen(self.db, "clicks", event, "means.batch_changed"):
             self._apply_means(event["data"]["readers"], event["occurred_at"])
         self.db.commit()
 

@@ -25,7 +25,7 @@ SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("accounts", "thing.deleted", "clicks", "on_thing_deleted"),
     ("accounts", "thing.claimed", "clicks", "on_thing_claimed"),
     ("settlement", "means.changed", "clicks", "on_means_changed"),
-    ("settlement", "means.changed.batch", "clicks", "on_means_changed_batch"),
+    ("settlement", "means.batch_changed", "clicks", "on_means_batch_changed"),
     ("clicks", "things.counted", "accounts", "on_things_counted"),
     ("settlement", "payout.requested", "payouts", "on_payout_requested"),
     ("accounts", "thing.created", "settlement", "on_thing_created"),

@@ -154,7 +154,7 @@ MEANS_BATCH = 1000
 
 def refresh_means_many(session: Session, readers_query: str, params: dict | None = None) -> int:
     """``refresh_means`` for every reader in ``readers_query`` (a SELECT of ``user_id``), set-based:
-    a batch that moved many wallets publishes ``means.changed.batch`` events listing those that flipped.
+    a batch that moved many wallets publishes ``means.batch_changed`` events listing those that flipped.
     The caller holds the wallets' row locks (its postings took them), so a deposit for one of
     these readers waits for the caller's commit and then sees the new balance."""
     from services.common.outbox import record_many
@@ -189,7 +189,7 @@ def refresh_means_many(session: Session, readers_query: str, params: dict | None
     return record_many(
         session,
         "settlement",
-        "means.changed.batch",
+        "means.batch_changed",
         "SELECT jsonb_build_object('readers', jsonb_agg(jsonb_build_object('user_id', user_id, 'has_means', has_means, "
         "'balance', balance, 'budget', budget) ORDER BY user_id), 'currency', 'EUR') AS data "
         f"FROM (SELECT *, (row_number() OVER (ORDER BY user_id) - 1) / {MEANS_BATCH} AS chunk FROM means_flips) f GROUP BY chunk",

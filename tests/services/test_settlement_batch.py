@@ -73,7 +73,7 @@ def test_settled_period_publishes_totals_revenue_and_means(db, world):
     expected = world.expected()["deltas"]
     assert credited == {owner: amount for (kind, owner), amount in expected.items() if kind == "revenue"}
     # reader 102 had exactly their budget: after paying it, the wallet is below the budget
-    flips = {r["user_id"]: r["has_means"] for e in events_of(db, "means.changed.batch") for r in e["readers"]}
+    flips = {r["user_id"]: r["has_means"] for e in events_of(db, "means.batch_changed") for r in e["readers"]}
     # 102 paid exactly its budget and can no longer; 103 could not pay its budget before either;
     # the others still hold their budgets
     assert flips == {102: False}
@@ -202,3 +202,22 @@ def test_status_shape(db, world):
     settled = settle(db, world)
     json.dumps(settled)
     assert settled["state"] == "settled" and settled["settled_at"] is not None
+
+
+def test_every_settlement_event_validates_against_its_published_schema(db, world):
+    from tests.services.test_money_events import _validator
+
+    settle(db, world, policy="charity")
+    recorder = TableRecorder(outbox)
+    with Session(db) as session:
+        escrow.lock(session)
+        session.execute(text("UPDATE settlement.things SET owner_id = 14 WHERE thing_id = 4"))
+        escrow.release_owned(session, recorder)
+        escrow.refund_stale(session, recorder, hold_days=0)
+        session.commit()
+    with db.connect() as conn:
+        bodies = [r.body for r in conn.execute(text("SELECT body FROM settlement.outbox ORDER BY id"))]
+    types = {body["type"] for body in bodies}
+    assert {"period.settled", "revenue.credited", "means.batch_changed", "escrow.released", "escrow.refunded"} <= types
+    for body in bodies:
+        _validator(f"{body['type']}.v{body['version']}.schema.json").validate(body)
