@@ -47,7 +47,7 @@ def flattr(base, headers, thing_id):
 
 
 def wait_for_means(base, headers):
-    assert eventually(lambda: get(base, "/rest/v2/user/wallet", headers)["has_means"], timeout=5)
+    assert eventually(lambda: get(base, "/rest/v2/user/wallet", headers)["has_means"], timeout=15)
 
 
 def test_a_period_from_deposits_to_claimed_and_refunded_escrow(gateway, pages, rpc):
@@ -97,11 +97,12 @@ def test_a_period_from_deposits_to_claimed_and_refunded_escrow(gateway, pages, r
     assert get(base, "/rest/v2/user/wallet", idle_headers)["balance"] == 800
     revenue = get(base, "/rest/v2/user/revenue", creator_headers)
     assert revenue["balance"] == owed[owned] and revenue["periods"] == [{"period": period, "amount": owed[owned]}]
-    assert eventually(lambda: not get(base, "/rest/v2/user/wallet", b_headers)["has_means"])
+    assert eventually(lambda: not get(base, "/rest/v2/user/wallet", b_headers)["has_means"], timeout=15)
     # the click path heard it too (means.batch_changed): B's empty wallet cannot flattr any more
     another = create_thing(base, creator_headers)
     refused = eventually(
-        lambda: (r := requests.post(f"{base}/rest/v2/things/{another}/flattr", headers=b_headers, timeout=10)).status_code == 401 and [r]
+        lambda: (r := requests.post(f"{base}/rest/v2/things/{another}/flattr", headers=b_headers, timeout=10)).status_code == 401 and [r],
+        timeout=15,
     )
     assert refused and refused[0].json()["error"] == "no_means"
 
@@ -125,7 +126,7 @@ def test_a_period_from_deposits_to_claimed_and_refunded_escrow(gateway, pages, r
     pages.routes["/to-claim"] = Route(claim_page(owner=claimer["username"]))
     response = requests.post(f"{base}/rest/v2/things/{claimed_id}/claim", headers=claimer_headers, timeout=15)
     assert response.status_code == 200, response.text
-    assert eventually(lambda: get(base, "/rest/v2/user/revenue", claimer_headers)["balance"] == owed[claimed_id], timeout=5)
+    assert eventually(lambda: get(base, "/rest/v2/user/revenue", claimer_headers)["balance"] == owed[claimed_id], timeout=15)
     assert get(base, "/rest/v2/user/revenue", claimer_headers)["periods"] == [{"period": period, "amount": owed[claimed_id]}]
     lines = {line["thing_id"]: line["destination"] for line in get(base, f"/rest/v2/user/statements/{period}", b_headers)["spent"]}
     assert lines == {owned: "revenue", claimed_id: "revenue"}

@@ -93,6 +93,9 @@ def test_killed_at_each_step_then_run_again_writes_the_uninterrupted_ledger(
     rerun = ops_settle(amqp_uri, database_url)
     out, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err
+    assert '"state": "settled"' in out
+    if die_at != "posted":
+        assert "posted" in err  # the progress line reached the end
     assert state_of(db)["state"] == "settled"
     with Session(db) as session:
         assert all_postings(session) == uninterrupted
