@@ -59,12 +59,16 @@ def record(session, table: Table, event_type: str, data: dict) -> dict:
 
 def record_many(session, schema: str, event_type: str, data_query: str, params: dict | None = None) -> int:
     """Write one event per row of ``data_query`` (a SELECT with one jsonb column ``data``) in a
-    single statement: the set-based twin of ``record`` for batches, with the same envelope."""
+    single statement: the set-based twin of ``record`` for batches, with the same envelope.
+
+    ``occurred_at`` is the moment of writing, not the transaction's start: a long batch reports
+    a state that may include other transactions committed while it ran (a deposit), and its
+    event must not look older than theirs to a consumer that keeps the newest."""
     inserted = session.execute(
         text(
             f"INSERT INTO {schema}.outbox (event_id, event_type, body) "
             "SELECT e.id, CAST(:event_type AS text), jsonb_build_object('event_id', e.id, 'type', CAST(:event_type AS text), "
-            f"'version', {ENVELOPE_VERSION}, 'occurred_at', now(), 'data', e.data) "
+            f"'version', {ENVELOPE_VERSION}, 'occurred_at', clock_timestamp(), 'data', e.data) "
             f"FROM (SELECT gen_random_uuid() AS id, d.data FROM ({data_query}) d) e"
         ),
         {**(params or {}), "event_type": event_type},

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 BATCH_LOCK = "hashtext('settlement:batch')"
 WORK_MEM = "256MB"
-PERIOD_ID = re.compile(r"^\d{4}-\d{2}(\.\d{1,4})?$")
+PERIOD_ID = re.compile(r"[0-9]{4}-[0-9]{2}(\.[0-9]{1,8})?")
 
 
 class SettlementFailed(Exception):
@@ -65,7 +65,7 @@ class Sources:
 
 
 def partition_name(period: str) -> str:
-    if not PERIOD_ID.match(period):
+    if not isinstance(period, str) or not PERIOD_ID.fullmatch(period):
         raise ValueError(f"not a period id: {period!r}")
     return "period_clicks_" + re.sub(r"[^0-9]", "_", period)
 
@@ -143,10 +143,28 @@ class Batch:
                 return None
             try:
                 with Session(self.engine) as session:
+                    # periods are settled in the order they were sealed: each charges the wallets
+                    # as the one before left them
+                    for earlier in self._unsettled_before(session, period):
+                        try:
+                            self._run_locked(session, earlier, None)
+                        except SettlementFailed as exc:
+                            raise SettlementFailed(f"{period} waits for {earlier}, which failed: {exc}") from exc
                     return self._run_locked(session, period, until)
             finally:
                 lock_connection.execute(text(f"SELECT pg_advisory_unlock({BATCH_LOCK})"))
                 lock_connection.commit()
+
+    def _unsettled_before(self, session: Session, period: str) -> list[str]:
+        earlier = session.execute(
+            text(
+                "SELECT e.period FROM settlement.settlements e JOIN settlement.settlements t ON t.period = :p "
+                "WHERE e.state <> 'settled' AND (e.sealed_at, e.period) < (t.sealed_at, t.period) ORDER BY e.sealed_at, e.period"
+            ),
+            {"p": period},
+        ).scalars().all()
+        session.rollback()
+        return list(earlier)
 
     def _timed(self, step: str, work, *args) -> None:
         started = time.perf_counter()
@@ -255,14 +273,7 @@ class Batch:
         ).scalars().all()
         for start in range(0, len(unknown), 1000):
             owners = self.sources.thing_owners(unknown[start : start + 1000])
-            for thing_id, owner_id in owners.items():
-                session.execute(
-                    text(
-                        "INSERT INTO settlement.things (thing_id, owner_id, changed_at) VALUES (:i, :o, '-infinity') "
-                        "ON CONFLICT DO NOTHING"
-                    ),
-                    {"i": int(thing_id), "o": owner_id},
-                )
+            remember_owners(session, owners)
         if unknown:
             session.execute(
                 text(
@@ -472,6 +483,19 @@ class Batch:
         money_flows.refresh_means_many(session, "SELECT user_id FROM settlement.charges WHERE period = :p AND amount > 0", {"p": params["p"]})
         self.events.record(session, "period.settled", {"period": params["p"], **totals})
 
+
+
+def remember_owners(session: Session, owners: dict) -> None:
+    """Owners accounts told us of (``{thing_id: owner_id or None}``) into the replica, as the
+    oldest possible state: any ``thing.*`` event, even a late one, is newer."""
+    if owners:
+        session.execute(
+            text(
+                "INSERT INTO settlement.things (thing_id, owner_id, changed_at) "
+                "SELECT t, o, '-infinity' FROM unnest(CAST(:t AS bigint[]), CAST(:o AS bigint[])) AS r(t, o) ON CONFLICT DO NOTHING"
+            ),
+            {"t": [int(k) for k in owners], "o": list(owners.values())},
+        )
 
 
 class _Ready:

@@ -22,6 +22,9 @@ from services.settlement import batch, rules
 
 log = logging.getLogger(__name__)
 
+RETRIES = 10
+RETRY_PAUSE_SECONDS = 60
+
 
 def log_progress(step: str, done: int, total: int) -> None:
     log.info("settlement %s: %s of %s", step, done, total)
@@ -77,9 +80,16 @@ class SettlementBatchService:
 
     @timer(interval=30)
     def resume(self):
-        """Settlements a crash left unfinished. While a batch runs, the others find it locked."""
+        """Settlements a crash left unfinished, and failed ones again after a pause (a wallet
+        debited while the batch ran, a service that did not answer): up to ``RETRIES`` attempts,
+        then an operator's ``ops settle``. While a batch runs, the others find it locked."""
         unfinished = self.db.execute(
-            text("SELECT period FROM settlement.settlements WHERE state IN ('pending', 'settling') ORDER BY period")
+            text(
+                "SELECT period FROM settlement.settlements WHERE state IN ('pending', 'settling') "
+                "OR (state = 'failed' AND attempts < :retries AND updated_at < now() - make_interval(secs => :pause)) "
+                "ORDER BY sealed_at, period"
+            ),
+            {"retries": RETRIES, "pause": RETRY_PAUSE_SECONDS},
         ).scalars().all()
         self.db.rollback()
         for period in unfinished:

@@ -25,7 +25,11 @@ def lock(session: Session) -> None:
 
 def release_owned(session: Session, events, thing_ids: list[int] | None = None) -> list[dict]:
     """Release every held credit of a thing that has an owner now (optionally only ``thing_ids``)
-    to the owner's revenue: one ledger transaction per thing. The caller holds the escrow lock."""
+    to the owner's revenue: one ledger transaction per thing. The caller holds the escrow lock.
+
+    A share the new owner paid into it themself (they flattred the page before claiming it) goes
+    back to their wallet, not to their revenue: nobody earns from their own clicks, and a wallet
+    cannot become withdrawable revenue that way."""
     only = "AND c.thing_id = ANY(CAST(:ids AS bigint[]))" if thing_ids is not None else ""
     rows = session.execute(
         text(
@@ -37,19 +41,23 @@ def release_owned(session: Session, events, thing_ids: list[int] | None = None) 
     ).all()
     released = []
     for row in rows:
-        transaction_id = None
         amount = int(row.amount)
+        own = _own_share(session, row.thing_id, row.owner_id, row.periods)
+        earned = amount - own
+        transaction_id = None
         if amount > 0:
-            posted = ledger.transfer(
+            postings = [(ledger.account(session, "escrow", row.thing_id), Money(-amount))]
+            if earned:
+                postings.append((ledger.account(session, "revenue", row.owner_id), Money(earned)))
+            if own:
+                postings.append((ledger.account(session, "wallet", row.owner_id), Money(own)))
+            transaction_id = ledger.post(
                 session,
                 "escrow_released",
                 f"escrow-release:{row.thing_id}:{','.join(row.periods)}",
-                ledger.account(session, "escrow", row.thing_id),
-                ledger.account(session, "revenue", row.owner_id),
-                Money(int(row.amount)),
-                {"thing_id": row.thing_id, "user_id": row.owner_id, "periods": row.periods},
-            )
-            transaction_id = posted.transaction_id
+                postings,
+                {"thing_id": row.thing_id, "user_id": row.owner_id, "periods": row.periods, "own_share": own},
+            ).transaction_id
         session.execute(
             text(
                 "UPDATE settlement.credits SET state = 'released', owner_id = :o, resolved_at = now(), transaction_id = :t "
@@ -57,17 +65,60 @@ def release_owned(session: Session, events, thing_ids: list[int] | None = None) 
             ),
             {"o": row.owner_id, "t": transaction_id, "i": row.thing_id, "p": row.periods},
         )
-        data = {"thing_id": row.thing_id, "user_id": row.owner_id, "amount": int(row.amount), "currency": "EUR", "periods": row.periods}
+        data = {"thing_id": row.thing_id, "user_id": row.owner_id, "amount": amount, "currency": "EUR", "periods": row.periods,
+                "to_revenue": earned, "to_wallet": own}
         events.record(session, "escrow.released", data)
-        if row.amount > 0:
+        if earned > 0:
             events.record(
                 session,
                 "revenue.credited",
-                {"user_id": row.owner_id, "amount": int(row.amount), "currency": "EUR", "source": "escrow",
+                {"user_id": row.owner_id, "amount": earned, "currency": "EUR", "source": "escrow",
                  "periods": row.periods, "thing_id": row.thing_id},
             )
+        if own:
+            money_flows.refresh_means(session, events, row.owner_id)
         released.append(data)
     return released
+
+
+def _own_share(session: Session, thing_id: int, owner_id: int, periods: list[str]) -> int:
+    """What ``owner_id`` paid, as a reader, into the thing's escrow over ``periods``."""
+    return int(
+        session.execute(
+            text(
+                "SELECT coalesce(sum(settlement.split_share(ch.amount - ch.fee, ch.clicks, c.rank, c.user_id)), 0) "
+                "FROM settlement.period_clicks c JOIN settlement.charges ch ON ch.period = c.period AND ch.user_id = c.user_id "
+                "WHERE c.period = ANY(CAST(:p AS text[])) AND c.thing_id = :t AND c.user_id = :u"
+            ),
+            {"p": periods, "t": thing_id, "u": owner_id},
+        ).scalar()
+    )
+
+
+def learn_owners_of_stale(session: Session, owners_of, hold_days: int) -> None:
+    """Before refunding, ask accounts (``owners_of``: ``[thing_id] -> {thing_id: owner_id}``)
+    about the stale things: a claim that accounts accepted but whose ``thing.claimed`` has not
+    reached us yet must win over the refund. Runs without the escrow lock (it asks over RPC)."""
+    stale = session.execute(
+        text(
+            "SELECT DISTINCT thing_id FROM settlement.credits WHERE state = 'held' "
+            "AND settled_at < now() - make_interval(days => :days) ORDER BY thing_id"
+        ),
+        {"days": hold_days},
+    ).scalars().all()
+    session.rollback()
+    for start in range(0, len(stale), 1000):
+        owners = {int(k): v for k, v in owners_of(list(stale[start : start + 1000])).items() if v is not None}
+        if owners:
+            session.execute(
+                text(
+                    "INSERT INTO settlement.things (thing_id, owner_id, changed_at) "
+                    "SELECT t, o, '-infinity' FROM unnest(CAST(:t AS bigint[]), CAST(:o AS bigint[])) AS r(t, o) "
+                    "ON CONFLICT (thing_id) DO UPDATE SET owner_id = EXCLUDED.owner_id WHERE settlement.things.owner_id IS NULL"
+                ),
+                {"t": list(owners), "o": list(owners.values())},
+            )
+            session.commit()
 
 
 # Each reader's share of a held credit, recomputed from the period's clicks and charges with the
@@ -85,7 +136,8 @@ _STALE_SHARES = """
 def refund_stale(session: Session, events, hold_days: int) -> list[dict]:
     """Refund every held credit settled more than ``hold_days`` ago to the readers' wallets, pro
     rata to what each put in: one ledger transaction per credit, set-based per period. The
-    caller holds the escrow lock."""
+    caller holds the escrow lock. Things that have an owner by now are released instead."""
+    release_owned(session, events)
     periods = session.execute(
         text(
             "SELECT DISTINCT period FROM settlement.credits WHERE state = 'held' "

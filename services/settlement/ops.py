@@ -5,10 +5,11 @@
     python -m services.settlement.ops settle PERIOD         # run or finish a settlement, with progress
     python -m services.settlement.ops refund-escrow [--older-than-days N]   # refund stale escrow now
 
-``check``, ``status`` and ``refund-escrow`` read the settlement database directly
-(``SETTLEMENT_DATABASE_URL``), so they work while the services are down. ``settle`` also asks
-the clicks and accounts services over RabbitMQ (``AMQP_URI``) for the period's clicks and the
-owners of things settlement has not heard of, exactly as the batch runner does.
+``check`` and ``status`` read the settlement database directly (``SETTLEMENT_DATABASE_URL``), so
+they work while the services are down. ``settle`` also asks the clicks and accounts services over
+RabbitMQ (``AMQP_URI``) for the period's clicks and the owners of things settlement has not
+heard of, exactly as the batch runner does; ``refund-escrow`` asks accounts whether a stale thing
+was claimed a moment ago.
 """
 from __future__ import annotations
 
@@ -98,8 +99,11 @@ def settle(url: str, amqp_uri: str, period: str) -> int:
     return 0
 
 
-def refund_escrow(url: str, days: int) -> int:
-    with Session(engine_for(url)) as session:
+def refund_escrow(url: str, amqp_uri: str, days: int) -> int:
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with Session(engine_for(url)) as session, ClusterRpcProxy({"AMQP_URI": amqp_uri, "serializer": "json"}) as cluster:
+        escrow.learn_owners_of_stale(session, cluster.accounts.thing_owners, days)
         escrow.lock(session)
         refunded = escrow.refund_stale(session, TableRecorder(outbox), days)
         session.commit()
@@ -125,7 +129,7 @@ def main(argv=None) -> int:
         return settle(url, settings.get("AMQP_URI"), args.period)
     if args.command == "refund-escrow":
         days = args.older_than_days if args.older_than_days is not None else settings.get_int("ESCROW_HOLD_DAYS")
-        return refund_escrow(url, days)
+        return refund_escrow(url, settings.get("AMQP_URI"), days)
     return 2
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -39,6 +40,7 @@ class SettlementService:
     events = Outbox("settlement", "SETTLEMENT_DATABASE_URL", outbox)
     provider = PaymentProvider()
     config = Config()
+    accounts = RpcProxy("accounts")
 
     @rpc
     def health(self):
@@ -245,6 +247,7 @@ class SettlementService:
         days = int(setting(self.config, "ESCROW_HOLD_DAYS")) if older_than_days is None else older_than_days
         if not isinstance(days, int) or isinstance(days, bool) or days < 0:
             raise InvalidParameters("older_than_days must be a whole number of days, 0 or more")
+        escrow.learn_owners_of_stale(self.db, self.accounts.thing_owners, days)
         escrow.lock(self.db)
         refunded = escrow.refund_stale(self.db, self.events, days)
         self.db.commit()

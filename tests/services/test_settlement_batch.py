@@ -136,7 +136,10 @@ def test_claimed_escrow_is_released_and_stale_escrow_refunded_pro_rata(db, world
         session.execute(text("UPDATE settlement.things SET owner_id = 14 WHERE thing_id = 4"))
         released = escrow.release_owned(session, recorder, [4])
         session.commit()
-        assert released == [{"thing_id": 4, "user_id": 14, "amount": expected["deltas"][("escrow", 4)], "currency": "EUR", "periods": [PERIOD]}]
+        held = expected["deltas"][("escrow", 4)]
+        assert released == [
+            {"thing_id": 4, "user_id": 14, "amount": held, "currency": "EUR", "periods": [PERIOD], "to_revenue": held, "to_wallet": 0}
+        ]
         assert ledger.balance(session, "revenue", 14).cents == expected["deltas"][("escrow", 4)]
         assert ledger.balance(session, "escrow", 4).cents == 0
         wallets_before = {r: ledger.balance(session, "wallet", r).cents for r in world.readers}
@@ -221,3 +224,87 @@ def test_every_settlement_event_validates_against_its_published_schema(db, world
     assert {"period.settled", "revenue.credited", "means.batch_changed", "escrow.released", "escrow.refunded"} <= types
     for body in bodies:
         _validator(f"{body['type']}.v{body['version']}.schema.json").validate(body)
+
+
+def test_a_reader_who_claims_a_page_they_flattred_gets_their_own_share_back_in_the_wallet(db, world):
+    settle(db, world)
+    shares = world.expected()["shares"]
+    recorder = TableRecorder(outbox)
+    with Session(db) as session:
+        wallet_before = ledger.balance(session, "wallet", 102).cents
+        escrow.lock(session)
+        session.execute(text("UPDATE settlement.things SET owner_id = 102 WHERE thing_id = 5"))  # 102 and 103 flattred it
+        [released] = escrow.release_owned(session, recorder, [5])
+        session.commit()
+        assert released["to_wallet"] == shares[102][5] and released["to_revenue"] == shares[103][5]
+        assert ledger.balance(session, "wallet", 102).cents == wallet_before + shares[102][5]
+        assert ledger.balance(session, "revenue", 102).cents == shares[103][5]
+        assert ledger.check(session)["ok"]
+    credited = [e for e in events_of(db, "revenue.credited") if e["source"] == "escrow"]
+    assert credited == [{"user_id": 102, "amount": shares[103][5], "currency": "EUR", "source": "escrow", "periods": [PERIOD], "thing_id": 5}]
+
+
+def test_a_claim_accounts_accepted_a_moment_ago_wins_over_the_refund(db, world):
+    settle(db, world)
+    expected = world.expected()["deltas"]
+    recorder = TableRecorder(outbox)
+    asked = []
+
+    def owners_of(ids):
+        asked.append(ids)
+        return {str(i): (14 if i == 5 else None) for i in ids}
+
+    with Session(db) as session:
+        escrow.learn_owners_of_stale(session, owners_of, hold_days=0)
+        escrow.lock(session)
+        refunded = escrow.refund_stale(session, recorder, hold_days=0)
+        session.commit()
+        assert asked == [[4, 5]]
+        assert [r["thing_id"] for r in refunded] == [4]
+        assert ledger.balance(session, "revenue", 14).cents == expected[("escrow", 5)]
+        assert ledger.check(session)["ok"]
+
+
+def test_things_the_replica_never_heard_of_are_asked_of_accounts(db, world):
+    with Session(db) as session:
+        session.execute(text("DELETE FROM settlement.things WHERE thing_id IN (1, 4)"))
+        session.commit()
+        batch.begin(session, PERIOD, SEALED_AT, len(world.clicks), "rollover", 1000)
+        session.commit()
+    asked = []
+
+    def thing_owners(ids):
+        asked.append(ids)
+        return {"1": 11, "4": None}
+
+    sources_with_owners = sources(db)
+    sources_with_owners.thing_owners = thing_owners
+    batch.Batch(db, sources_with_owners).run(PERIOD)
+    assert asked == [[1, 4]]
+    with Session(db) as session:
+        assert settlement_postings(session) == world.expected()["deltas"]
+
+
+def test_periods_settle_in_the_order_they_were_sealed(db, world):
+    with Session(db) as session:
+        session.execute(
+            text("INSERT INTO clicks.periods (id, seq, state, starts_at, sealed_at) "
+                 "SELECT '2026-10.2', coalesce(min(seq), 1) - 1, 'sealed', '2026-11-01', '2026-11-02' FROM clicks.periods")
+        )
+        session.execute(
+            text("INSERT INTO clicks.clicks (period_id, user_id, thing_id, request_id) VALUES ('2026-10.2', 101, 6, gen_random_uuid())")
+        )
+        session.commit()
+        batch.begin(session, PERIOD, SEALED_AT, len(world.clicks), "rollover", 1000)
+        batch.begin(session, "2026-10.2", "2026-11-02T00:00:00+00:00", 1, "rollover", 1000)
+        session.commit()
+    later = batch.Batch(db, sources(db)).run("2026-10.2")
+    assert later["state"] == "settled"
+    with Session(db) as session:
+        assert batch.status(session, PERIOD)["state"] == "settled"
+        first, second = session.execute(
+            text("SELECT settled_at FROM settlement.settlements WHERE period IN (:a, :b) ORDER BY period"), {"a": PERIOD, "b": "2026-10.2"}
+        ).scalars().all()
+        assert first < second
+        # 101 paid 500 of 1000 for the first period, then 500 for the second
+        assert ledger.balance(session, "wallet", 101).cents == 0

@@ -59,7 +59,9 @@ def list_periods():
     ``settling`` or ``settled`` once its settlement has begun or finished."""
     found = rpc("clicks", "list_periods")
     sealed = [p["id"] for p in found if p["state"] == "sealed"]
-    settlements = rpc("settlement", "settlement_states", sealed) if sealed else {}
+    settlements = {}
+    for start in range(0, len(sealed), 1000):  # the RPC takes up to 1000 periods at a time
+        settlements.update(rpc("settlement", "settlement_states", sealed[start : start + 1000]))
     for period in found:
         settlement = settlements.get(period["id"])
         period["settlement"] = settlement or ("pending" if period["state"] == "sealed" else None)

@@ -66,12 +66,12 @@ def payout(payout_id):
     return jsonify(rpc("payout", current_caller().user_id, payout_id))
 
 
-PERIOD_ID = re.compile(r"^\d{4}-\d{2}(\.\d{1,4})?$")
+PERIOD_ID = re.compile(r"[0-9]{4}-[0-9]{2}(\.[0-9]{1,8})?")
 
 
 def period_id(value: str) -> str:
     """A period id from a URL (``2026-11``, ``2026-11.2``); anything else names no period."""
-    if not PERIOD_ID.match(value):
+    if not PERIOD_ID.fullmatch(value):
         raise ApiError(404, "not_found", "no such period")
     return value
 
