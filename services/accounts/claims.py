@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 import time
 from dataclasses import dataclass
-from html.parser import HTMLParser
+from html import unescape
 from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 from services.common.errors import ClaimRefused
@@ -46,36 +47,63 @@ _CHUNK = 16 * 1024
 # -- addresses ----------------------------------------------------------------------------------
 
 
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: a site's own translators, never global
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # ::a.b.c.d (deprecated)
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # ::ffff:0:a.b.c.d (SIIT)
+
+
+def _non_global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
+
+
 def address_refused(address: str) -> bool:
     """Whether a resolved address is one a claim fetch must not reach (without ``allow_private``).
 
     Anything that is not a plain public unicast address is refused: private, loopback,
     link-local, multicast, reserved, unspecified, shared (100.64/10) and documentation ranges. An
-    IPv6 address that maps or embeds an IPv4 address is judged by that IPv4 address too.
+    IPv6 address that embeds an IPv4 address is judged by that IPv4 address too:
+
+    - IPv4-mapped ``::ffff:a.b.c.d`` and NAT64 ``64:ff9b::a.b.c.d`` reach a.b.c.d, so they are
+      judged by it alone (``::ffff:8.8.8.8`` and ``64:ff9b::8.8.8.8`` are allowed,
+      ``64:ff9b::127.0.0.1`` is not);
+    - the local-use NAT64 prefix ``64:ff9b:1::/48`` is refused whatever it embeds (where the IPv4
+      address sits depends on the site's prefix length, and the prefix is never global);
+    - 6to4 (``2002:a.b.c.d::/48``), Teredo clients and IPv4-compatible/translated addresses
+      (``::a.b.c.d``, ``::ffff:0:a.b.c.d``) are refused if either the IPv6 address or the IPv4
+      address inside it is.
+
+    The checks do not rely on which of these ranges the running Python's ``ipaddress`` tables
+    happen to call reserved or private.
     """
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("fe80::1%eth0")
     except ValueError:
         return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:a.b.c.d reaches a.b.c.d
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64_WELL_KNOWN:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        elif ip in _NAT64_LOCAL_USE:
+            return True
     candidates = [ip]
     if isinstance(ip, ipaddress.IPv6Address):
-        for embedded in (ip.sixtofour, ip.teredo[1] if ip.teredo else None):
-            if embedded is not None:
-                candidates.append(embedded)
-    for candidate in candidates:
-        if (
-            candidate.is_private
-            or candidate.is_loopback
-            or candidate.is_link_local
-            or candidate.is_multicast
-            or candidate.is_reserved
-            or candidate.is_unspecified
-            or not candidate.is_global
-        ):
-            return True
-    return False
+        if ip.sixtofour is not None:
+            candidates.append(ip.sixtofour)
+        if ip.teredo is not None:
+            candidates.append(ip.teredo[1])
+        if ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED:
+            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return any(_non_global(candidate) for candidate in candidates)
 
 
 def resolve(host: str, port: int) -> list[str]:
@@ -311,35 +339,92 @@ class ClaimMarks:
     owners: list[str]  # contents of <meta name="flattr:owner">
 
 
-class _ClaimParser(HTMLParser):
-    def __init__(self, base_url: str):
-        super().__init__(convert_charrefs=True)
-        self.base_url = base_url
-        self.marks = ClaimMarks([], [])
+# The page is read with a small bounded scanner rather than html.parser: on Python 3.11
+# html.parser is quadratic on unclosed tags (a 1 MB page of "<a " takes hours, and never yields
+# to eventlet), and the page is whatever the claimant chooses to serve. The scanner does linear
+# work in the page size: one regex pass finds the tag starts that matter, and each <link>/<meta>
+# is read within TAG_WINDOW characters and only the first MAX_TAGS of them are looked at.
+# Comments and the raw text of <script>/<style> are skipped, as html.parser did.
+TAG_WINDOW = 4096  # a <link>/<meta> tag not closed within this many characters is skipped
+MAX_TAGS = 500  # <link>/<meta> tags looked at per page
 
-    def handle_starttag(self, tag, attrs):
-        attributes = {name.lower(): (value or "") for name, value in attrs}
+_TAG_START = re.compile(
+    r"<(?:(?P<comment>!--)|(?P<tag>link|meta)(?=[\s/>])|(?P<raw>script|style)(?=[\s/>]))",
+    re.IGNORECASE | re.ASCII,
+)
+_COMMENT_END = re.compile(r"--!?>")
+_RAW_END = {
+    "script": re.compile(r"</script(?=[\s/>])", re.IGNORECASE | re.ASCII),
+    "style": re.compile(r"</style(?=[\s/>])", re.IGNORECASE | re.ASCII),
+}
+# The rest of a tag up to its ">", quoted values and all (a quote left open within the window:
+# no match). Possessive, so a failed match never backtracks.
+_TAG_END = re.compile(r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
+# The attributes in a tag's text: name, then a double-quoted, single-quoted or bare value
+_ATTRIBUTE = re.compile(r"""([^\s/>=][^\s/>=]*)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|(?!["'])([^\s>]*)))?""", re.ASCII)
+
+
+def _tag_attributes(html: str, pos: int) -> tuple[dict[str, str], int] | None:
+    """The attributes of the tag whose name ends at ``pos`` (names lowercased, entities decoded,
+    the first of repeated names kept, as browsers do) and the position after its ``>``; None if
+    the tag does not end within TAG_WINDOW characters."""
+    limit = min(len(html), pos + TAG_WINDOW)
+    if html.find(">", pos, limit) == -1:  # the quick answer for most broken tags
+        return None
+    end = _TAG_END.match(html, pos, limit)
+    if end is None:
+        return None
+    attributes: dict[str, str] = {}
+    for name, double_quoted, single_quoted, bare in _ATTRIBUTE.findall(html, pos, end.end() - 1):
+        name = name.lower()
+        if name not in attributes:
+            attributes[name] = unescape(double_quoted or single_quoted or bare)
+    return attributes, end.end()
+
+
+def _claim_tags(html: str):
+    """``(tag name, attributes)`` of the <link> and <meta> tags of the page, in order."""
+    pos, seen = 0, 0
+    while seen < MAX_TAGS:
+        match = _TAG_START.search(html, pos)
+        if match is None:
+            return
+        if match.group("comment"):
+            if html.startswith(">", match.end()) or html.startswith("->", match.end()):  # <!--> <!--->
+                pos = html.index(">", match.end()) + 1
+                continue
+            end = _COMMENT_END.search(html, match.end())
+            if end is None:
+                return  # an unclosed comment runs to the end of the page
+            pos = end.end()
+        elif match.group("raw"):
+            end = _RAW_END[match.group("raw").lower()].search(html, match.end())
+            if end is None:
+                return
+            pos = end.end()
+        else:
+            seen += 1
+            found = _tag_attributes(html, match.end())
+            if found is None:
+                pos = match.end()
+                continue
+            attributes, pos = found
+            yield match.group("tag").lower(), attributes
+
+
+def find_marks(html: str, base_url: str) -> ClaimMarks:
+    marks = ClaimMarks([], [])
+    for tag, attributes in _claim_tags(html):
         if tag == "link" and "payment" in attributes.get("rel", "").lower().split():
             href = attributes.get("href", "").strip()
             if href:
                 try:
-                    self.marks.payment_links.append(urljoin(self.base_url, href))
+                    marks.payment_links.append(urljoin(base_url, href))
                 except ValueError:
                     pass
         elif tag == "meta" and attributes.get("name", "").strip().lower() == "flattr:owner":
-            self.marks.owners.append(attributes.get("content", "").strip())
-
-    handle_startendtag = handle_starttag
-
-
-def find_marks(html: str, base_url: str) -> ClaimMarks:
-    parser = _ClaimParser(base_url)
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # html.parser is lenient; whatever it found before a failure still counts
-        pass
-    return parser.marks
+            marks.owners.append(attributes.get("content", "").strip())
+    return marks
 
 
 def names_user(href: str, username: str) -> bool:

@@ -77,6 +77,80 @@ def test_several_marks_and_broken_html():
     assert not claims.page_claims("\x00\ufffd<<<>>>&#xdeadbeef;", PAGE_URL, "alice")
 
 
+def test_more_tag_forms():
+    href = "https://flattr.example/submit/auto?user_id=alice"
+    claimed = [
+        f"<link rel='payment' href='{href}'>",
+        f'<link\nhref="{href}"\n rel="payment"/>',
+        f'<link title="a > b" rel="payment" href="{href}">',  # a quoted ">" does not end the tag
+        f'<link rel="payment"href="{href}">',
+        '<meta content=alice name=flattr:owner />',
+        '<meta name="flattr:owner" content="&#97;lice">',
+        '<meta name="flattr:owner" name="other" content="alice">',  # the first of repeated names counts
+        f'<!-- a comment --><link rel="payment" href="{href}">',
+        '<!--><meta name="flattr:owner" content="alice">',  # "<!-->" is a whole (empty) comment
+        '<script>if (a < b) {}</script><meta name="flattr:owner" content="alice">',
+        '<style>p > a {}</STYLE ><meta name="flattr:owner" content="alice">',
+    ]
+    for html in claimed:
+        assert claims.page_claims(f"<html><head>{html}</head></html>", PAGE_URL, "alice"), html
+    not_claimed = [
+        '<script>document.write(\'<meta name="flattr:owner" content="alice">\')</script>',
+        '<script><meta name="flattr:owner" content="alice">',  # an unclosed script runs to the end
+        '<!-- <meta name="flattr:owner" content="alice">',  # so does an unclosed comment
+        '<!-- --!> --> <metax name="flattr:owner" content="alice">',
+        '<meta name="flattr:owner" content="alice',  # never closed
+        '<meta name="flattr:owner" content="alice>',  # an unterminated quote: the tag is dropped
+        '<meta name="flattr:owner" content="' + "x" * claims.TAG_WINDOW + '"><p>alice</p>',
+    ]
+    for html in not_claimed:
+        assert not claims.page_claims(f"<html><head>{html}</head></html>", PAGE_URL, "alice"), html
+
+
+def test_only_the_first_tags_of_a_page_are_looked_at():
+    decoys = '<meta name="description" content="x">' * (claims.MAX_TAGS - 1)
+    owner = '<meta name="flattr:owner" content="alice">'
+    assert claims.page_claims(decoys + owner, PAGE_URL, "alice")
+    assert not claims.page_claims(decoys + "<link>" + owner, PAGE_URL, "alice")
+
+
+MEGABYTE = 1 << 20
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "<a " * (MEGABYTE // 3),
+        "<link " * (MEGABYTE // 6),
+        '<meta name="x" content="' * (MEGABYTE // 24),
+        '<meta name="x" content="' + "x" * MEGABYTE,
+        "<meta " + 'name="x" ' * (MEGABYTE // 9),
+        ("<meta " + "a=b " * 1000 + ">") * (MEGABYTE // 4007),
+        "<link rel='" * (MEGABYTE // 11),
+        "<!--" * (MEGABYTE // 4),
+        "<script>" * (MEGABYTE // 8),
+        "<" * MEGABYTE,
+    ],
+    ids=[
+        "a", "link", "meta-content", "meta-unterminated", "repeated-attributes", "long-tags", "quote", "comment", "script", "lt"
+    ],
+)
+def test_pathological_pages_are_read_in_linear_time(junk):
+    """A page of CLAIM_MAX_BYTES (1 MB) built to be slow to parse. html.parser (Python 3.11) is
+    quadratic on such input: 100 KB of "<a " takes about 100 s and 1 MB hours, blocking the
+    service. The scanner reads each in milliseconds; the 5 s bound is deliberately generous
+    (no tight timing in unit tests): it only tells linear from quadratic."""
+    owner = '<meta name="flattr:owner" content="alice">'
+    started = time.monotonic()
+    claims.find_marks(junk, PAGE_URL)
+    claims.page_claims(owner + junk, PAGE_URL, "alice")
+    found_after = claims.page_claims(junk + owner, PAGE_URL, "alice")
+    assert time.monotonic() - started < 5
+    assert claims.page_claims(owner + junk, PAGE_URL, "alice")
+    if junk.startswith(("<a ", "<<")):
+        assert found_after  # junk that is no <link>/<meta> does not hide a mark after it
+
+
 # -- addresses --------------------------------------------------------------------------------
 
 
@@ -87,6 +161,11 @@ def test_several_marks_and_broken_html():
         "0.0.0.0", "224.0.0.1", "240.0.0.1", "255.255.255.255", "100.64.0.1", "192.0.2.1",
         "::1", "::", "fe80::1", "fe80::1%eth0", "fc00::1", "ff02::1",
         "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:1::1",  # IPv4 inside IPv6 (mapped, 6to4)
+        "2002:a00:1::1", "2002:c0a8:101::1", "2002:a9fe:a9fe::",  # 6to4 of 10.0.0.1, 192.168.1.1, 169.254.169.254
+        "64:ff9b::7f00:1", "64:ff9b::127.0.0.1", "64:ff9b::a00:1", "64:ff9b::a9fe:a9fe",  # NAT64 (RFC 6052)
+        "64:ff9b::", "64:ff9b::e000:1", "64:ff9b::6440:1",  # 0.0.0.0, multicast, shared
+        "64:ff9b:1::7f00:1", "64:ff9b:1:7f00:1::", "64:ff9b:1::808:808",  # local-use NAT64 (RFC 8215): always
+        "::7f00:1", "::10.0.0.1", "::808:808", "::ffff:0:7f00:1", "::ffff:0:808:808",  # IPv4-compatible, -translated
         "not an address",
     ],
 )
@@ -94,7 +173,14 @@ def test_private_and_special_addresses_are_refused(address):
     assert claims.address_refused(address)
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "::ffff:93.184.216.34"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.216.34", "1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "::ffff:93.184.216.34",
+        "64:ff9b::808:808", "64:ff9b::93.184.216.34",  # NAT64 of a public address (a DNS64 network)
+        "2002:808:808::1",  # 6to4 of a public address
+    ],
+)
 def test_public_addresses_are_allowed(address):
     assert not claims.address_refused(address)
 
