@@ -43,6 +43,25 @@ SERVICES = ("accounts", "clicks", "settlement")
 ADMIN_TOKEN = "test-admin-token"
 
 
+def _patch_queue_consumer_for_quick_teardown() -> None:
+    """Every test kills its services, and nameko's queue consumer notices only between waits on
+    the broker: kombu waits up to a second for a message, and up to a second between reconnection
+    attempts once the test's virtual host is gone. Tests poll every 50 ms instead, which saves a
+    second per test; the services themselves run unchanged."""
+    from kombu.mixins import ConsumerMixin
+    from kombu.utils.limits import TokenBucket
+    from nameko.messaging import QueueConsumer
+
+    def run(self, _tokens=1, **kwargs):
+        self.__dict__["restart_limit"] = TokenBucket(20)
+        return ConsumerMixin.run(self, _tokens, safety_interval=0.05, **kwargs)
+
+    QueueConsumer.run = run
+
+
+_patch_queue_consumer_for_quick_teardown()
+
+
 @dataclass
 class Infra:
     admin_db_url: str
