@@ -38,6 +38,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.common.db import dispose_engines  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
+from tests.databases import admin_engine as _admin_engine, cloned_database  # noqa: E402
 
 SERVICES = ("accounts", "clicks", "settlement")
 ADMIN_TOKEN = "test-admin-token"
@@ -102,10 +103,6 @@ def infra():
     )
 
 
-def _admin_engine(infra):
-    return create_engine(infra.admin_db_url, isolation_level="AUTOCOMMIT")
-
-
 @pytest.fixture(scope="session")
 def template_database(infra):
     """A database with every service's migrations applied, cloned by each test."""
@@ -125,16 +122,8 @@ def template_database(infra):
 
 @pytest.fixture
 def database_url(infra, template_database):
-    name = f"flattr_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine(infra)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    url = make_url(infra.admin_db_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    dispose_engines()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with cloned_database(infra, template_database) as url:
+        yield url
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ settled once however many processes and events ask for it.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -273,7 +274,7 @@ class Batch:
         ).scalars().all()
         for start in range(0, len(unknown), 1000):
             owners = self.sources.thing_owners(unknown[start : start + 1000])
-            remember_owners(session, owners)
+            escrow.remember_owners(session, owners)
         if unknown:
             session.execute(
                 text(
@@ -319,7 +320,7 @@ class Batch:
                 "UPDATE settlement.settlements SET state = 'settled', step = 'posted', totals = CAST(:totals AS jsonb), "
                 "transaction_id = :t, settled_at = now(), updated_at = now() WHERE period = :p"
             ),
-            {"p": period, "t": transaction_id, "totals": _json(totals)},
+            {"p": period, "t": transaction_id, "totals": json.dumps(totals)},
         )
         self._maybe_die("posting")
         session.commit()
@@ -485,28 +486,9 @@ class Batch:
 
 
 
-def remember_owners(session: Session, owners: dict) -> None:
-    """Owners accounts told us of (``{thing_id: owner_id or None}``) into the replica, as the
-    oldest possible state: any ``thing.*`` event, even a late one, is newer."""
-    if owners:
-        session.execute(
-            text(
-                "INSERT INTO settlement.things (thing_id, owner_id, changed_at) "
-                "SELECT t, o, '-infinity' FROM unnest(CAST(:t AS bigint[]), CAST(:o AS bigint[])) AS r(t, o) ON CONFLICT DO NOTHING"
-            ),
-            {"t": [int(k) for k in owners], "o": list(owners.values())},
-        )
-
-
 class _Ready:
     def __init__(self, value):
         self.value = value
 
     def result(self):
         return self.value
-
-
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value)

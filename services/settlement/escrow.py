@@ -108,17 +108,25 @@ def learn_owners_of_stale(session: Session, owners_of, hold_days: int) -> None:
     ).scalars().all()
     session.rollback()
     for start in range(0, len(stale), 1000):
-        owners = {int(k): v for k, v in owners_of(list(stale[start : start + 1000])).items() if v is not None}
-        if owners:
-            session.execute(
-                text(
-                    "INSERT INTO settlement.things (thing_id, owner_id, changed_at) "
-                    "SELECT t, o, '-infinity' FROM unnest(CAST(:t AS bigint[]), CAST(:o AS bigint[])) AS r(t, o) "
-                    "ON CONFLICT (thing_id) DO UPDATE SET owner_id = EXCLUDED.owner_id WHERE settlement.things.owner_id IS NULL"
-                ),
-                {"t": list(owners), "o": list(owners.values())},
-            )
-            session.commit()
+        remember_owners(session, owners_of(list(stale[start : start + 1000])))
+        session.commit()
+
+
+def remember_owners(session: Session, owners: dict) -> None:
+    """Owners accounts told us of (``{thing_id: owner_id or None}``) into the replica. A thing we
+    had not heard of goes in as the oldest possible state, so any ``thing.*`` event, even a late
+    one, overrides it; an owner accounts knows and we do not yet (its ``thing.claimed`` is on the
+    way) is taken at once."""
+    if owners:
+        session.execute(
+            text(
+                "INSERT INTO settlement.things (thing_id, owner_id, changed_at) "
+                "SELECT t, o, '-infinity' FROM unnest(CAST(:t AS bigint[]), CAST(:o AS bigint[])) AS r(t, o) "
+                "ON CONFLICT (thing_id) DO UPDATE SET owner_id = EXCLUDED.owner_id "
+                "WHERE settlement.things.owner_id IS NULL AND EXCLUDED.owner_id IS NOT NULL"
+            ),
+            {"t": [int(k) for k in owners], "o": list(owners.values())},
+        )
 
 
 # Each reader's share of a held credit, recomputed from the period's clicks and charges with the

@@ -9,17 +9,10 @@ from sqlalchemy.orm import Session
 
 from services.common.errors import InvalidParameters
 from services.common.money import Money
-from services.common.outbox import record
+from services.common.outbox import TableRecorder
 from services.settlement import ledger, money_flows
 from services.settlement.models import outbox
 from services.settlement.providers import ProviderResult, sandbox_outcome
-
-
-class OutboxRecorder:
-    """The outbox as the services use it, without a running service."""
-
-    def record(self, session, event_type, data):
-        return record(session, outbox, event_type, data)
 
 
 def test_database_refuses_unbalanced_transactions(db):
@@ -37,7 +30,7 @@ def test_database_refuses_unbalanced_transactions(db):
 
 def test_database_refuses_negative_wallets_and_changes_to_history(db):
     with Session(db) as session:
-        money_flows.record_deposit(session, OutboxRecorder(), 1, Money(500), "d1", ProviderResult("approved", "ref"))
+        money_flows.record_deposit(session, TableRecorder(outbox), 1, Money(500), "d1", ProviderResult("approved", "ref"))
         wallet, clearing = ledger.account(session, "wallet", 1), ledger.account(session, "clearing")
         with pytest.raises(ledger.InsufficientFunds):
             ledger.transfer(session, "spend", "s1", wallet, clearing, Money(501))
@@ -74,7 +67,7 @@ def test_random_sequences_of_deposits_payouts_and_failures_keep_the_invariants(d
     from sqlalchemy import create_engine
 
     engine = create_engine(database_url)
-    events = OutboxRecorder()
+    events = TableRecorder(outbox)
     users = st.integers(1, 3)
 
     class Money_flows(RuleBasedStateMachine):

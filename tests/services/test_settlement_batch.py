@@ -7,10 +7,11 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from services.common.money import Money
 from services.common.outbox import TableRecorder
 from services.settlement import batch, escrow, ledger, rules, statements
 from services.settlement.models import outbox
-from tests.settlement_world import PERIOD, SEALED_AT, World, all_postings, settlement_postings, small_world, sources
+from tests.settlement_world import PERIOD, SEALED_AT, World, all_postings, settlement_postings, sources
 
 
 def settle(db, world: World, policy="rollover", **kwargs):
@@ -23,14 +24,6 @@ def settle(db, world: World, policy="rollover", **kwargs):
 def events_of(db, event_type):
     with db.connect() as conn:
         return [r.body["data"] for r in conn.execute(text("SELECT body FROM settlement.outbox WHERE event_type = :t ORDER BY id"), {"t": event_type})]
-
-
-@pytest.fixture
-def world(db):
-    w = small_world()
-    with Session(db) as session:
-        w.seed(session)
-    return w
 
 
 def test_settlement_moves_every_cent_by_the_rules(db, world):
@@ -308,3 +301,34 @@ def test_periods_settle_in_the_order_they_were_sealed(db, world):
         assert first < second
         # 101 paid 500 of 1000 for the first period, then 500 for the second
         assert ledger.balance(session, "wallet", 101).cents == 0
+
+
+def test_a_wallet_debited_while_the_batch_runs_fails_it_cleanly_and_the_retry_settles(db, world):
+    """An operator takes money from a wallet between the batch reading it and posting: the
+    ledger refuses the negative wallet, nothing of the batch stays, and the next attempt (the
+    runner retries failed settlements) charges what the wallet holds then."""
+
+    class DebitedMidway(batch.Batch):
+        def _credit(self, session, params):
+            super()._credit(session, params)
+            with Session(db) as other:
+                ledger.transfer(other, "adjustment", "take-100", ledger.account(other, "wallet", 103), ledger.account(other, "adjustments"),
+                                Money(100), {"reason": "test"})
+                other.commit()
+
+    with Session(db) as session:
+        batch.begin(session, PERIOD, SEALED_AT, len(world.clicks), "rollover", 1000)
+        session.commit()
+    with pytest.raises(batch.SettlementFailed):
+        DebitedMidway(db, sources(db)).run(PERIOD)
+    with Session(db) as session:
+        failed = batch.status(session, PERIOD)
+        assert failed["state"] == "failed" and failed["attempts"] == 1 and failed["reason"]
+        assert settlement_postings(session) == {}
+        assert session.execute(text("SELECT count(*) FROM settlement.charges")).scalar() == 0
+    retried = batch.Batch(db, sources(db)).run(PERIOD)
+    assert retried["state"] == "settled" and retried["attempts"] == 2
+    with Session(db) as session:
+        assert session.execute(text("SELECT amount FROM settlement.charges WHERE user_id = 103")).scalar() == 233
+        assert ledger.balance(session, "wallet", 103).cents == 0
+        assert ledger.check(session)["ok"]

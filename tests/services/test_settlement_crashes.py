@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from nameko.standalone.events import event_dispatcher
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from services.accounts.service import AccountsService
@@ -18,6 +17,7 @@ from services.clicks.service import ClicksService
 from services.common.events import envelope
 from services.settlement import batch, ledger
 from services.settlement.batch_service import SettlementBatchService
+from tests.databases import cloned_database
 from tests.factories import eventually
 from tests.settlement_world import PERIOD, SEALED_AT, all_postings, settlement_postings, small_world, sources
 
@@ -26,37 +26,21 @@ DIE_POINTS = ("import-chunk", "imported", "posting", "posted")
 
 
 @pytest.fixture
-def world(db):
-    w = small_world()
-    with Session(db) as session:
-        w.seed(session)
-    return w
-
-
-@pytest.fixture
 def uninterrupted(infra, template_database):
     """The ledger of the same world settled in one go, in a database of its own."""
-    from tests.conftest import _admin_engine
-
-    name = f"flattr_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine(infra)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    engine = create_engine(make_url(infra.admin_db_url).set(database=name))
-    try:
-        w = small_world()
-        with Session(engine) as session:
-            w.seed(session)
-            batch.begin(session, PERIOD, SEALED_AT, len(w.clicks), "rollover", 1000)
-            session.commit()
-        assert batch.Batch(engine, sources(engine)).run(PERIOD)["state"] == "settled"
-        with Session(engine) as session:
-            yield all_postings(session)
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with cloned_database(infra, template_database) as url:
+        engine = create_engine(url)
+        try:
+            w = small_world()
+            with Session(engine) as session:
+                w.seed(session)
+                batch.begin(session, PERIOD, SEALED_AT, len(w.clicks), "rollover", 1000)
+                session.commit()
+            assert batch.Batch(engine, sources(engine)).run(PERIOD)["state"] == "settled"
+            with Session(engine) as session:
+                yield all_postings(session)
+        finally:
+            engine.dispose()
 
 
 def ops_settle(amqp_uri, database_url, **env):
