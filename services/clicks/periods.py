@@ -62,7 +62,14 @@ def seal(session: Session, expected: str | None = None) -> tuple[str, str] | Non
     open_id = session.execute(text("SELECT id FROM clicks.periods WHERE state = 'open'")).scalar()
     if open_id is None or (expected is not None and open_id != expected):
         return None
-    # waits for every worker batch holding the period's share lock to commit
+    # waits for every worker batch holding the period's share lock to commit. The lock is taken
+    # first and the seal's time read after it: an UPDATE computes its new row before waiting, so
+    # its clock would be earlier than batches that got their share lock while it waited
+    locked = session.execute(
+        text("SELECT id FROM clicks.periods WHERE id = :i AND state = 'open' FOR UPDATE"), {"i": open_id}
+    ).scalar()
+    if locked is None:
+        return None
     sealed = session.execute(
         text("UPDATE clicks.periods SET state = 'sealed', sealed_at = clock_timestamp() WHERE id = :i AND state = 'open' RETURNING id"),
         {"i": open_id},
