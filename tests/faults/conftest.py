@@ -8,7 +8,7 @@ own queue and database names (``private_postgres.create_database()`` makes a fre
 """
 import pytest
 
-from tests.faults.instances import PrivatePostgres, PrivateRabbit
+from testsupport.instances import PrivatePostgres, PrivateRabbit
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 restarted. Every click answered 2xx is stored exactly once; no click is counted twice; during an
 outage the gateway answers 503, never a false 2xx.
 
-RabbitMQ and PostgreSQL are private instances these tests start (tests/faults/instances.py), so
+RabbitMQ and PostgreSQL are private instances these tests start (testsupport/instances.py), so
 the machine's own services are never disturbed.
 """
 from __future__ import annotations

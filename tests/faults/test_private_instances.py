@@ -11,7 +11,7 @@ from kombu import Connection, Exchange, Queue
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.faults.instances import PrivatePostgres
+from testsupport.instances import PrivatePostgres
 
 pytestmark = pytest.mark.slow
 
