@@ -177,7 +177,7 @@ def service_config(amqp_uri, database_url):
 @pytest.fixture
 def start_services(service_config, vhost):
     """``start_services(AccountsService, ..., **config_overrides)`` runs them in-process on the broker."""
-    from nameko.runners import ServiceRunner
+    from services.common.runner import ServiceGroup
 
     from services.common import topology
 
@@ -186,7 +186,7 @@ def start_services(service_config, vhost):
     def start(*classes, **overrides):
         config = dict(service_config, **overrides)
         topology.declare(config["AMQP_URI"])
-        runner = ServiceRunner(config)
+        runner = ServiceGroup(config)
         for cls in classes:
             runner.add_service(cls)
         runner.start()

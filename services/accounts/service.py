@@ -307,17 +307,29 @@ class AccountsService:
 
     @subscriber("clicks", "things.counted")
     def on_things_counted(self, event):
+        """Counts for the search sorts. Rows are locked in thing order, in both tables, so two
+        events applied at once wait for each other instead of deadlocking."""
         if first_seen(self.db, "accounts", event, "things.counted"):
             data = event["data"]
-            rows = [{"t": int(t), "d": data["day"], "p": data["period"], "n": int(n)} for t, n in data["counts"]]
+            counts = sorted((int(t), int(n)) for t, n in data["counts"])
+            rows = {"ids": [t for t, _ in counts], "ns": [n for _, n in counts], "d": data["day"], "p": data["period"]}
             self.db.execute(
                 text(
-                    "INSERT INTO accounts.thing_daily_counts (thing_id, day, period, flattrs) VALUES (:t, CAST(:d AS date), :p, :n) "
+                    "INSERT INTO accounts.thing_daily_counts (thing_id, day, period, flattrs) "
+                    "SELECT c.t, CAST(:d AS date), :p, c.n FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS bigint[])) AS c(t, n) "
+                    "ORDER BY c.t "
                     "ON CONFLICT (thing_id, day, period) DO UPDATE SET flattrs = accounts.thing_daily_counts.flattrs + EXCLUDED.flattrs"
                 ),
                 rows,
             )
-            self.db.execute(text("UPDATE accounts.things SET flattrs = flattrs + :n WHERE id = :t"), rows)
+            self.db.execute(text("SELECT id FROM accounts.things WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE"), rows)
+            self.db.execute(
+                text(
+                    "UPDATE accounts.things t SET flattrs = t.flattrs + c.n "
+                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS bigint[])) AS c(id, n) WHERE t.id = c.id"
+                ),
+                rows,
+            )
         self.db.commit()
 
     # -- things --------------------------------------------------------------------------

@@ -73,15 +73,9 @@ WITH period AS (
         last_flattr_at = EXCLUDED.last_flattr_at
     RETURNING thing_id, flattrs
 ), announced AS (
-    -- the batch's counts, for the search sorts kept by accounts: an outbox event in this transaction
-    INSERT INTO clicks.outbox (event_id, event_type, body)
-    SELECT e.id, 'things.counted', jsonb_build_object(
-        'event_id', e.id, 'type', 'things.counted', 'version', 1, 'occurred_at', now(),
-        'data', jsonb_build_object('period', (SELECT id FROM period), 'day', (now() AT TIME ZONE 'UTC')::date, 'counts', a.counts))
-    FROM (SELECT gen_random_uuid() AS id) e,
-         (SELECT jsonb_agg(jsonb_build_array(thing_id, n)) AS counts, count(*) AS things
-          FROM (SELECT thing_id, count(*) AS n FROM ins GROUP BY thing_id) per_thing) a
-    WHERE a.things > 0
+    -- the batch's counts, announced to accounts (the search sorts) by services.clicks.counts
+    INSERT INTO clicks.count_deltas (thing_id, day, period, flattrs)
+    SELECT thing_id, (now() AT TIME ZONE 'UTC')::date, (SELECT id FROM period), count(*) FROM ins GROUP BY thing_id
     RETURNING 1
 )
 SELECT j.idx, j.found, j.owner_id, j.has_means, j.means_known, j.stored_before, j.url, j.title,

@@ -113,20 +113,14 @@ def subscription_clicks(session: Session, period: str) -> int:
                     period_id = EXCLUDED.period_id, last_flattr_at = EXCLUDED.last_flattr_at
                 RETURNING thing_id
             ), announced AS (
-                INSERT INTO clicks.outbox (event_id, event_type, body)
-                SELECT e.id, 'things.counted', jsonb_build_object(
-                    'event_id', e.id, 'type', 'things.counted', 'version', 1, 'occurred_at', now(),
-                    'data', jsonb_build_object('period', CAST(:p AS text), 'day', (now() AT TIME ZONE 'UTC')::date, 'counts', a.counts))
-                FROM (SELECT gen_random_uuid() AS id) e,
-                     (SELECT jsonb_agg(jsonb_build_array(thing_id, n)) AS counts, count(*) AS things
-                      FROM (SELECT thing_id, count(*) AS n FROM ins GROUP BY thing_id) per_thing) a
-                WHERE a.things > 0
+                INSERT INTO clicks.count_deltas (thing_id, day, period, flattrs)
+                SELECT thing_id, (now() AT TIME ZONE 'UTC')::date, :p, count(*) FROM ins GROUP BY thing_id
                 RETURNING 1
             ), used AS (
                 UPDATE clicks.subscriptions SET periods_left = periods_left - 1
                 WHERE id IN (SELECT id FROM due) AND periods_left IS NOT NULL RETURNING id
             )
-            SELECT (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM counted) + 0 * (SELECT count(*) FROM used)
+            SELECT (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM counted) + 0 * (SELECT count(*) FROM announced) + 0 * (SELECT count(*) FROM used)
             """
         ),
         {"p": period},

@@ -13,7 +13,8 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import select, text
 
-from services.clicks import periods
+from services.clicks import counts, periods
+from services.common import settings
 from services.clicks.models import Subscription, outbox
 from services.common.db import Database
 from services.common.errors import InvalidParameters, NotFound, Subscribed, ThingOwner
@@ -191,6 +192,14 @@ class ClicksService:
             self.close_period(row.id)
         else:
             self.db.rollback()
+
+    @timer(interval=settings.get_float("COUNTS_ANNOUNCE_SECONDS"))
+    def announce_counts(self):
+        """The clicks counted since the last tick, to accounts; one replica at a time (the others
+        skip the tick rather than wait)."""
+        if self.db.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('clicks:announce_counts'))")).scalar():
+            counts.announce(self.db, self.events)
+        self.db.commit()
 
     @rpc
     def list_periods(self):

@@ -3,8 +3,10 @@
 Click requests travel on the durable ``clicks.requests`` queue (default exchange), with
 ``reply_to`` = the sender's reply queue. A message carries one or more requests:
 
-- ``{"requests": [[request_id, user_id, thing_id, source], ...]}`` (what the gateway sends: the
-  clicks that arrived while its previous message was being sent), or
+- ``{"requests": [[request_id, user_id, thing_id, source, deadline, http_request_id], ...]}``
+  (what the gateway sends: the clicks that arrived while its previous message was being sent;
+  ``deadline`` is the Unix time after which the worker must not carry the click out, and the
+  last two fields may be missing or null), or
 - ``{"user_id", "thing_id", "source"}`` with the request id as the message's ``correlation_id``.
 
 Workers answer with one message per reply queue and batch: a JSON list of

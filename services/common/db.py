@@ -16,10 +16,19 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.common import settings
+
 log = logging.getLogger(__name__)
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+
+
+def _pool_limit() -> int:
+    """Connections a process may open: one per RPC worker and per event worker (their pools are
+    separate, see ``services.common.runner``), and a few for the outbox relays and one-off work,
+    so no worker ever waits for a connection another kind of work holds."""
+    return settings.get_int("RPC_WORKERS") + settings.get_int("EVENT_WORKERS") + 4
 
 
 def engine_for(url: str, **kwargs) -> Engine:
@@ -27,7 +36,8 @@ def engine_for(url: str, **kwargs) -> Engine:
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+            limit = _pool_limit()
+            engine = create_engine(url, pool_pre_ping=True, pool_size=min(10, limit), max_overflow=max(0, limit - 10), **kwargs)
             _engines[url] = engine
         return engine
 

@@ -1,6 +1,14 @@
 """Start one nameko service as a process: migrate its schema, declare its queues, run until signalled.
 
 Every service's ``__main__`` calls ``main``; it must be imported after ``eventlet.monkey_patch()``.
+
+A nameko container has one worker pool and one consumer channel whose prefetch is that pool's
+size, shared by all its entrypoints: a backlog of events would take every worker (and every
+prefetched message slot) and leave the service's RPCs waiting behind it. So each service class
+runs as two containers in the process (``ServiceGroup``): one for its RPCs, one for its
+background work (event handlers and timers), each with its own worker limit (``RPC_WORKERS``,
+``EVENT_WORKERS``) and its own broker channel. Both have the class's name, so queue names and
+routing are nameko's usual ones; the database pool is sized for both (``services.common.db``).
 """
 from __future__ import annotations
 
@@ -8,7 +16,10 @@ import logging
 import signal
 
 import eventlet
-from nameko.runners import ServiceRunner
+from nameko.containers import ServiceContainer
+from nameko.rpc import Rpc
+from nameko.utils.concurrency import SpawningSet
+from nameko.extensions import iter_extensions
 
 from services.common import settings, topology
 from services.common.migrate import URL_KEYS, upgrade
@@ -20,12 +31,64 @@ def nameko_config(service: str) -> dict:
         "OUTBOX_POLL_SECONDS": settings.get("OUTBOX_POLL_SECONDS"),
         "OUTBOX_RELAY": settings.get("OUTBOX_RELAY"),
         "serializer": "json",
-        "max_workers": 20,
     }
     # every declared setting reaches every service: a new setting needs no plumbing here
     for setting in settings.SETTINGS:
         config.setdefault(setting.name, settings.get(setting.name))
     return config
+
+
+def _is_rpc(entrypoint) -> bool:
+    return isinstance(entrypoint, Rpc)
+
+
+class _PartContainer(ServiceContainer):
+    """A container running only the entrypoints of ``service_cls`` that ``keep`` selects."""
+
+    def __init__(self, service_cls, config, keep, max_workers: int):
+        super().__init__(service_cls, dict(config, max_workers=max_workers))
+        self.entrypoints = SpawningSet(e for e in self.entrypoints if keep(e))
+        self.subextensions = SpawningSet()
+        for extension in self.dependencies | self.entrypoints:
+            self.subextensions.update(iter_extensions(extension))
+
+
+class ServiceGroup:
+    """Runs service classes, each split into an RPC container and a background-work container.
+    The same interface as nameko's ``ServiceRunner`` (add_service, start, stop, kill, wait)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.containers: list[ServiceContainer] = []
+
+    def add_service(self, cls) -> None:
+        rpc_workers = int(settings.setting(self.config, "RPC_WORKERS"))
+        event_workers = int(settings.setting(self.config, "EVENT_WORKERS"))
+        for keep, workers in ((_is_rpc, rpc_workers), (lambda e: not _is_rpc(e), event_workers)):
+            container = _PartContainer(cls, self.config, keep, workers)
+            if container.entrypoints:
+                self.containers.append(container)
+
+    @property
+    def service_names(self) -> list[str]:
+        return sorted({c.service_name for c in self.containers})
+
+    def start(self) -> None:
+        for container in self.containers:
+            container.start()
+
+    def stop(self) -> None:
+        threads = [eventlet.spawn(c.stop) for c in self.containers]
+        for thread in threads:
+            thread.wait()
+
+    def kill(self) -> None:
+        for container in self.containers:
+            container.kill()
+
+    def wait(self) -> None:
+        for container in self.containers:
+            container.wait()
 
 
 def main(service: str, service_classes: list, schema: str | None = None) -> None:
@@ -41,7 +104,7 @@ def main(service: str, service_classes: list, schema: str | None = None) -> None
         log.info("schema %s migrated", schema)
     config = nameko_config(service)
     topology.declare(config["AMQP_URI"])
-    runner = ServiceRunner(config)
+    runner = ServiceGroup(config)
     for cls in service_classes:
         runner.add_service(cls)
 

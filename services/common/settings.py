@@ -38,6 +38,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_WORKERS", "2", "gateway processes (each serves its connections from green threads)"),
     Setting("RPC_POOL_SIZE", "8", "standalone RPC proxies per gateway process"),
     Setting("RPC_TIMEOUT", "10", "seconds before an RPC is answered with 503"),
+    Setting(
+        "REQUEST_DEADLINE",
+        "10",
+        "seconds within which every gateway request ends: its answer, or 503 with `Retry-After`; the deadline travels with the RPC or click",
+    ),
+    Setting("RPC_WORKERS", "20", "concurrent RPCs per service process"),
+    Setting("EVENT_WORKERS", "10", "concurrent event handlers and timers per service process, apart from its RPCs"),
     Setting("TOKEN_CACHE_SECONDS", "10", "how long the gateway trusts a checked bearer token"),
     Setting("OUTBOX_POLL_SECONDS", "0.5", "how often the outbox relay looks for unsent events it was not woken for"),
     Setting("PAYMENT_PROVIDER", "sandbox", "payment provider adapter for deposits and payouts (`sandbox` approves all but magic amounts)"),
@@ -46,6 +53,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CLICK_BATCH_SIZE", "500", "most click requests a worker resolves in one statement and one commit"),
     Setting("CLICK_BATCH_WAIT_MS", "5", "how long a worker waits to fill a batch once it has a request"),
     Setting("CLICK_TIMEOUT", "10", "seconds the gateway waits for a click's answer before answering 503"),
+    Setting(
+        "COUNTS_ANNOUNCE_SECONDS",
+        "0.25",
+        "how often the clicks service tells accounts the new click counts (the `flattrs*` and `trend` sorts lag by about this much)",
+    ),
     Setting("BUTTON_CACHE_SECONDS", "3", "how long the gateway reuses a thing's count for buttons and badges"),
     Setting("OUTBOX_RELAY", "on", "`off` keeps a service from relaying its outbox (events wait in the table until a relay runs)"),
     Setting(

@@ -13,7 +13,7 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from services.common import settings
-from services.gateway import errors, metrics
+from services.gateway import deadline, errors, metrics
 from services.gateway.auth import TokenCache, bearer_token, token_key
 from services.gateway.oauth import init_oauth
 from services.gateway.rpc import RpcPool
@@ -110,6 +110,11 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     app.config.update({k: v for k, v in overrides.items() if k != "SECRET_KEY"})
     app.json.sort_keys = False
     app.session_interface = WebOnlySessions()
+
+    # first of all before-request work: everything after it (token checks included) is bounded
+    request_seconds = float(overrides.get("REQUEST_DEADLINE") or settings.get_float("REQUEST_DEADLINE"))
+    app.before_request(lambda: deadline.start(request_seconds))
+    app.wsgi_app = deadline.DeadlineGuard(app.wsgi_app, request_seconds)
 
     if settings.get_float("RPC_TIMEOUT") <= settings.get_float("CLAIM_FETCH_TIMEOUT") + 1:
         # a claim's answer waits for accounts to fetch the thing's page

@@ -27,6 +27,7 @@ import uuid
 import amqp
 
 from services.common.click_messages import REQUEST_QUEUE, connect, declare_queues
+from services.gateway import deadline as request_deadline
 from services.gateway.rpc import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class ClickClient:
             if self._consumer is None or not self._consumer.is_alive():
                 self._consumer = threading.Thread(target=self._consume, name="click-replies", daemon=True)
                 self._consumer.start()
-        if not self._ready.wait(min(self.timeout, 5.0)):
+        if not self._ready.wait(max(min(self.timeout, 5.0, request_deadline.remaining(self.timeout)), 0.0)):
             raise ServiceUnavailable("the broker is not answering")
         return self._reply_queue
 
@@ -117,7 +118,7 @@ class ClickClient:
 
     # -- publishing -------------------------------------------------------------------------------
 
-    def _publish(self, requests: list, reply_to: str):
+    def _publish(self, requests: list, reply_to: str, ttl: float):
         """One message carrying every click request given (see ``_submit``)."""
         with self._publish_lock:
             for attempt in (1, 2):
@@ -134,12 +135,15 @@ class ClickClient:
                         delivery_mode=1,
                         reply_to=reply_to,
                         # a request nobody took in time expires instead of being carried out late
-                        expiration=str(int(self.timeout * 1000)),
+                        expiration=str(max(int(ttl * 1000), 1)),
                     )
                     self._publisher[1].basic_publish(message, exchange="", routing_key=REQUEST_QUEUE)
                     return
-                except Exception as exc:
+                except BaseException as exc:
+                    # half a frame may have gone out (an interrupted write): never reuse the connection
                     self._drop_publisher()
+                    if not isinstance(exc, Exception):
+                        raise
                     if attempt == 2:
                         raise ServiceUnavailable(f"cannot publish the click: {type(exc).__name__}") from exc
 
@@ -153,18 +157,31 @@ class ClickClient:
             if self._publishing:
                 return
             self._publishing = True
-        while True:
-            time.sleep(0)  # let the requests that are ready to send join this message
+        batch = []
+        try:
+            while True:
+                time.sleep(0)  # let the requests that are ready to send join this message
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                    if not batch:
+                        self._publishing = False
+                        return
+                # the message lives as long as the most patient request in it still waits
+                ttl = max(r[4] for r, _ in batch) - time.time()
+                try:
+                    self._publish([r for r, _ in batch], reply_to, ttl)
+                except ServiceUnavailable:
+                    for _, failed in batch:
+                        failed.event.set()  # with no answer: 503
+                batch = []
+        except BaseException:
+            # interrupted (the request's deadline): hand the publishing role back, and fail what
+            # this caller had taken so no request waits on a message that was never sent
             with self._pending_lock:
-                batch, self._pending = self._pending, []
-                if not batch:
-                    self._publishing = False
-                    return
-            try:
-                self._publish([r for r, _ in batch], reply_to)
-            except ServiceUnavailable:
-                for _, failed in batch:
-                    failed.event.set()  # with no answer: 503
+                self._publishing = False
+            for _, failed in batch:
+                failed.event.set()
+            raise
 
     def _drop_publisher(self):
         if self._publisher is not None:
@@ -178,16 +195,20 @@ class ClickClient:
 
     def flattr(self, user_id: int, thing_id: int, source: str = "api") -> dict:
         """The worker's answer: ``{"status": "ok" | "flattr_once" | ..., "thing": {...}}``."""
+        wait = min(self.timeout, request_deadline.remaining(self.timeout))
+        if wait <= 0:
+            raise ServiceUnavailable("no time left before the request's deadline")
         reply_to = self._ensure_consumer()
         correlation_id = str(uuid.uuid4())
         waiter = _Waiter()
         with self._waiters_lock:
             self._waiters[correlation_id] = waiter
+        gives_up_at = time.time() + wait
         try:
             # a second before we give up: a worker that gets the request later does not carry it out
-            deadline = time.time() + max(self.timeout - 1.0, self.timeout / 2)
-            self._submit([correlation_id, user_id, thing_id, source, deadline], waiter, reply_to)
-            answered = waiter.event.wait(self.timeout)
+            worker_deadline = gives_up_at - min(1.0, wait / 2)
+            self._submit([correlation_id, user_id, thing_id, source, worker_deadline, request_deadline.request_id()], waiter, reply_to)
+            answered = waiter.event.wait(max(gives_up_at - time.time(), 0.0))
         finally:
             with self._waiters_lock:
                 self._waiters.pop(correlation_id, None)

@@ -5,6 +5,12 @@ each gateway process keeps a small pool: a request borrows one, calls, and gives
 whose connection failed is thrown away and replaced. Domain errors raised by a service arrive as
 their own classes (``services.common.errors``); everything that means "the service or the broker
 cannot answer" becomes ``ServiceUnavailable`` (HTTP 503).
+
+A call gets the time its request has left (``services.gateway.deadline``), enforced by an
+``eventlet.Timeout`` around the whole call: the proxy's own timeout restarts whenever any reply
+reaches its queue (late answers to calls it gave up on), so under load it alone may never fire.
+The deadline and the request id travel with the call as nameko context data. A proxy that was
+interrupted is thrown away without waiting on its connection.
 """
 from __future__ import annotations
 
@@ -15,11 +21,12 @@ import threading
 import time
 from contextlib import contextmanager
 
+import eventlet
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.common.errors import DomainError
-from services.gateway import metrics
+from services.gateway import deadline, metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +45,14 @@ class RpcPool:
         self._lock = threading.Lock()
 
     def _new(self):
-        runner = ClusterRpcProxy(self.config, timeout=self.timeout)
+        context = {}
+        runner = ClusterRpcProxy(self.config, context_data=context, timeout=self.timeout)
         proxy = runner.start()
+        proxy.context_data = context  # the dict the proxy's calls send their context from
         return runner, proxy
 
     @contextmanager
-    def _borrow(self):
+    def _borrow(self, wait: float):
         item = None
         try:
             item = self._idle.get_nowait()
@@ -61,7 +70,7 @@ class RpcPool:
                     raise
             else:
                 try:
-                    item = self._idle.get(timeout=self.timeout)
+                    item = self._idle.get(timeout=max(wait, 0.0))
                 except queue.Empty:
                     raise ServiceUnavailable("all RPC connections are busy") from None
         healthy = True
@@ -79,17 +88,34 @@ class RpcPool:
     def _discard(self, item):
         with self._lock:
             self._created -= 1
-        try:
-            item[0].stop()
-        except Exception:  # the connection is already broken; nothing to release
-            pass
+        # closing may wait on a broker that does not answer: never on the caller's time
+        eventlet.spawn_n(self._close_quietly, item[0])
+
+    @staticmethod
+    def _close_quietly(runner):
+        with eventlet.Timeout(5, False):
+            try:
+                runner.stop()
+            except Exception:  # the connection is already broken; nothing to release
+                pass
 
     def call(self, service: str, method: str, *args, **kwargs):
         started = time.perf_counter()
         outcome = "ok"
+        ends_at = deadline.current(self.timeout)
+        left = min(ends_at - time.time(), self.timeout)
+        timer = eventlet.Timeout(left) if left > 0 else None
         try:
-            with self._borrow() as proxy:
+            if timer is None:
+                raise ServiceUnavailable(f"{service}.{method}: no time left before the request's deadline")
+            with self._borrow(left) as proxy:
+                proxy.context_data.update(deadline=ends_at, request_id=deadline.request_id() or "")
                 return getattr(getattr(proxy, service), method)(*args, **kwargs)
+        except eventlet.Timeout as exc:
+            if exc is not timer:
+                raise
+            outcome = "unavailable"
+            raise ServiceUnavailable(f"{service} did not answer within the request's deadline") from None
         except DomainError:
             outcome = "domain_error"
             raise
@@ -111,6 +137,8 @@ class RpcPool:
             outcome = "error"
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             metrics.RPC_LATENCY.labels(service, method, outcome).observe(time.perf_counter() - started)
 
     def close(self):

@@ -211,7 +211,7 @@ def private_stack(private_rabbit, private_postgres, start_services, gateway_fact
 def _private_gateway(amqp_uri, db_url):
     """Services and gateway wired to the private instances (the standard fixtures use the machine's)."""
     from eventlet import wsgi
-    from nameko.runners import ServiceRunner
+    from services.common.runner import ServiceGroup
 
     from services.gateway.app import create_app
     from services.gateway.clicks import ClickClient
@@ -219,7 +219,7 @@ def _private_gateway(amqp_uri, db_url):
 
     config = {"AMQP_URI": amqp_uri, "ACCOUNTS_DATABASE_URL": db_url, "CLICKS_DATABASE_URL": db_url,
               "SETTLEMENT_DATABASE_URL": db_url, "serializer": "json"}
-    runner = ServiceRunner(config)
+    runner = ServiceGroup(config)
     runner.add_service(AccountsService)
     runner.start()
     pool, clicks = RpcPool(amqp_uri, size=4, timeout=3), ClickClient(amqp_uri, timeout=3)
