@@ -196,6 +196,8 @@ class AccountsService:
         )
         if result.rowcount == 0:
             raise NotFound("no such token")
+        # every gateway drops the token from its cache when it hears this
+        self.events.record(self.db, "token.revoked", {"token_id": token_id, "user_id": user_id})
         self.db.commit()
 
     @rpc

@@ -45,7 +45,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("RPC_WORKERS", "20", "concurrent RPCs per service process"),
     Setting("EVENT_WORKERS", "10", "concurrent event handlers and timers per service process, apart from its RPCs"),
-    Setting("TOKEN_CACHE_SECONDS", "10", "how long the gateway trusts a checked bearer token"),
+    Setting(
+        "TOKEN_CACHE_SECONDS",
+        "300",
+        "how long the gateway trusts a checked bearer token while it hears revocations (a revoked token stops working at once)",
+    ),
+    Setting(
+        "TOKEN_CACHE_OFFLINE_SECONDS",
+        "10",
+        "how long the gateway trusts a checked bearer token while it cannot hear revocations (broker away)",
+    ),
     Setting("OUTBOX_POLL_SECONDS", "0.5", "how often the outbox relay looks for unsent events it was not woken for"),
     Setting("PAYMENT_PROVIDER", "sandbox", "payment provider adapter for deposits and payouts (`sandbox` approves all but magic amounts)"),
     Setting("MAX_DEPOSIT_CENTS", "1000000", "largest single deposit"),
@@ -76,6 +85,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SETTLEMENT_CHUNK_ROWS", "250000", "clicks moved from the clicks service to settlement per request"),
     Setting("ESCROW_HOLD_DAYS", "180", "days an unclaimed thing's escrow waits for its creator before it is refunded to the readers"),
     Setting("LOG_LEVEL", "INFO", "log level of every process"),
+    Setting("LOG_FORMAT", "text", "`text` or `json` (one JSON object a line) for the log lines of every process"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -13,9 +13,10 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from services.common import settings
-from services.gateway import deadline, errors, metrics
+from services.gateway import deadline, errors, metrics, request_log
 from services.gateway.auth import TokenCache, bearer_token, token_key
 from services.gateway.oauth import init_oauth
+from services.gateway.revocations import RevocationListener
 from services.gateway.rpc import RpcPool
 from services.gateway.views.admin import admin
 from services.gateway.clicks import ClickClient
@@ -122,7 +123,11 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     app.extensions["rpc"] = rpc or RpcPool(
         settings.get("AMQP_URI"), size=settings.get_int("RPC_POOL_SIZE"), timeout=settings.get_float("RPC_TIMEOUT")
     )
-    app.extensions["token_cache"] = TokenCache(settings.get_float("TOKEN_CACHE_SECONDS"))
+    app.extensions["token_cache"] = TokenCache(
+        float(overrides.get("TOKEN_CACHE_SECONDS") or settings.get_float("TOKEN_CACHE_SECONDS")),
+        offline_ttl=float(overrides.get("TOKEN_CACHE_OFFLINE_SECONDS") or settings.get_float("TOKEN_CACHE_OFFLINE_SECONDS")),
+    )
+    app.extensions["token_revocations"] = RevocationListener(app.extensions["rpc"].config["AMQP_URI"], app.extensions["token_cache"])
     app.extensions["clicks"] = clicks or ClickClient(settings.get("AMQP_URI"), timeout=settings.get_float("CLICK_TIMEOUT"))
 
     app.register_blueprint(api)
@@ -162,4 +167,5 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
             metrics.REQUEST_LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
         return response
 
+    request_log.init(app)
     return app

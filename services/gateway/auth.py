@@ -1,8 +1,9 @@
 """Bearer tokens and scopes.
 
-The gateway asks accounts to check a token and trusts the answer for a few seconds
-(``TOKEN_CACHE_SECONDS``), so a busy client costs one RPC per few seconds, not per request;
-a revoked token stops working within that time.
+The gateway asks accounts to check a token and trusts the answer for a while, so a busy client
+costs one RPC now and then, not one per request. A revoked token leaves the cache at once
+(``services.gateway.revocations``); should that news stop arriving, entries last
+``TOKEN_CACHE_OFFLINE_SECONDS`` at most.
 """
 from __future__ import annotations
 
@@ -24,28 +25,65 @@ class Caller:
     username: str
     scopes: frozenset
     kind: str  # "personal" or "oauth"
+    token_id: int | None = None
 
 
 class TokenCache:
-    def __init__(self, ttl: float, max_entries: int = 10000):
+    """Checked tokens by ``token_key``. Entries last ``ttl`` while revocations are being heard
+    (``go_online``), and ``offline_ttl`` otherwise."""
+
+    def __init__(self, ttl: float, max_entries: int = 100000, offline_ttl: float | None = None):
         self.ttl = ttl
+        self.offline_ttl = ttl if offline_ttl is None else min(offline_ttl, ttl)
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, Caller]] = {}
+        self._by_token_id: dict[int, str] = {}
+        self._online = False
         self._lock = threading.Lock()
+
+    def _lifetime(self) -> float:
+        return self.ttl if self._online else self.offline_ttl
 
     def get(self, key: str) -> Caller | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry and entry[0] > time.monotonic():
+            # entries made while offline are judged by the offline lifetime too
+            if entry and time.monotonic() < entry[0] + self._lifetime():
                 return entry[1]
-            self._entries.pop(key, None)
+            if entry:
+                self._drop(key)
             return None
 
     def put(self, key: str, caller: Caller) -> None:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[key] = (time.monotonic() + self.ttl, caller)
+                self._by_token_id.clear()
+            self._entries[key] = (time.monotonic(), caller)
+            if caller.token_id is not None:
+                self._by_token_id[caller.token_id] = key
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry and entry[1].token_id is not None:
+            self._by_token_id.pop(entry[1].token_id, None)
+
+    def forget_token(self, token_id: int) -> None:
+        with self._lock:
+            key = self._by_token_id.pop(token_id, None)
+            if key is not None:
+                self._entries.pop(key, None)
+
+    def go_online(self) -> None:
+        """Revocations are heard from now on; what was cached before may have missed some."""
+        with self._lock:
+            self._entries.clear()
+            self._by_token_id.clear()
+            self._online = True
+
+    def go_offline(self) -> None:
+        with self._lock:
+            self._online = False
 
 
 def bearer_token() -> str | None:
@@ -68,6 +106,7 @@ def current_caller() -> Caller | None:
     caller = None
     if token:
         cache: TokenCache = current_app.extensions["token_cache"]
+        current_app.extensions["token_revocations"].ensure_running()
         key = token_key(token)
         caller = cache.get(key)
         if caller is None:
@@ -75,7 +114,7 @@ def current_caller() -> Caller | None:
                 info = current_app.extensions["rpc"].call("accounts", "authenticate_token", token)
             except Unauthorized:
                 raise ApiError(401, "unauthorized", "the access token is invalid or revoked") from None
-            caller = Caller(info["user_id"], info["username"], frozenset(info["scopes"]), info["kind"])
+            caller = Caller(info["user_id"], info["username"], frozenset(info["scopes"]), info["kind"], info.get("token_id"))
             cache.put(key, caller)
     g.caller = caller
     return caller
