@@ -1,21 +1,36 @@
 """``make dev``: the whole platform as local processes, their logs in one terminal.
 
 Creates the database if needed and migrates every schema, then starts accounts, clicks, the
-click worker, settlement, the payouts worker, the settlement batch runner and the gateway. Every setting comes from the caller's environment when set there;
-the defaults live in ``services/common/settings.py``. Ctrl-C or SIGTERM stops every child within
-3 seconds (SIGKILL after that); the children stay in this process group, so a signal to the group
-reaches them too and none is left behind.
+click worker, settlement, the payouts worker, the settlement batch runner and the gateway.
+Every setting comes from the caller's environment when set there (``AMQP_URI``, the three
+``*_DATABASE_URL``, ``GATEWAY_PORT``, ``LOG_FORMAT``...); the defaults live in
+``services/common/settings.py``.
+
+Like compose or Kubernetes, it restarts a child that dies, after 0.5 s, doubled for each death
+in a row up to 8 s (``deploy.supervisor``). Ctrl-C or SIGTERM stops every child within 3
+seconds: each is sent SIGTERM and finishes or hands back its work; one still running after
+2.8 s is killed, and says so. The children stay in this process group, so a signal to the group
+reaches them too, and each is sent SIGTERM should this process die, so none is left behind.
+
+Each line is ``NAME | TEXT``, the name right-aligned in 10 columns (coloured on a terminal). The
+runner's own lines, under the name ``dev``, have a stable form that tools (the soak test) parse::
+
+           dev | started accounts pid=1234
+           dev | accounts pid=1234 exited with signal SIGKILL; restarting in 0.5 s
+           dev | started accounts pid=1240
+           dev | gateway on http://127.0.0.1:8000 (Ctrl-C stops everything)
+           dev | clicks pid=1236 did not stop in time; killing it
+           dev | stopped
+
+i.e. ``^\\s*dev \\| started (?P<name>[\\w-]+) pid=(?P<pid>\\d+)$`` for every (re)start.
 """
 from __future__ import annotations
 
-import os
 import secrets
-import selectors
 import signal
-import subprocess
 import sys
-import time
 
+from deploy.supervisor import Supervisor
 from services.common import settings
 from services.common.migrate import URL_KEYS, ensure_database, upgrade
 
@@ -28,12 +43,11 @@ PROCESSES = {
     "batch": [sys.executable, "-m", "services.settlement.run_batch"],
     "gateway": [sys.executable, "-m", "services.gateway"],
 }
-STOP_GRACE_SECONDS = 2.0
 COLOURS = {"accounts": 32, "clicks": 33, "click-worker": 93, "settlement": 35, "payouts": 34, "batch": 91, "gateway": 36, "dev": 37}
 
 
 def say(name: str, line: str) -> None:
-    prefix = f"\x1b[{COLOURS[name]}m{name:>10}\x1b[0m" if sys.stdout.isatty() else f"{name:>10}"
+    prefix = f"\x1b[{COLOURS.get(name, 37)}m{name:>10}\x1b[0m" if sys.stdout.isatty() else f"{name:>10}"
     sys.stdout.write(f"{prefix} | {line}\n")
     sys.stdout.flush()
 
@@ -41,7 +55,6 @@ def say(name: str, line: str) -> None:
 def main() -> int:
     env = settings.defaults_for_child()
     env.setdefault("PYTHONUNBUFFERED", "1")
-    env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     if not env.get("FLATTR_SECRET_KEY"):
         # one key for every gateway worker of this run, so a session works across them
         env["FLATTR_SECRET_KEY"] = secrets.token_urlsafe(32)
@@ -50,52 +63,18 @@ def main() -> int:
         upgrade(service, env[key])
         say("dev", f"{service}: schema ready")
 
-    stopping = False
+    stopping = []
+    signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
 
-    def request_stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-
-    children: dict[str, subprocess.Popen] = {}
-    selector = selectors.DefaultSelector()
-    for name, argv in PROCESSES.items():
-        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        children[name] = child
-        selector.register(child.stdout, selectors.EVENT_READ, name)
+    supervisor = Supervisor(PROCESSES, env=env, say=say)
+    supervisor.start_all()
     say("dev", f"gateway on http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']} (Ctrl-C stops everything)")
-
-    exit_code = 0
     while not stopping:
-        for key, _ in selector.select(timeout=0.2):
-            line = key.fileobj.readline()
-            if line:
-                say(key.data, line.rstrip())
-            else:
-                selector.unregister(key.fileobj)
-        for name, child in children.items():
-            if child.poll() is not None:
-                say("dev", f"{name} exited with {child.returncode}; stopping the rest")
-                stopping, exit_code = True, 1
-                break
-
-    for child in children.values():
-        if child.poll() is None:
-            child.terminate()
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for name, child in children.items():
-        try:
-            child.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            say("dev", f"{name} did not stop in time; killing it")
-            child.kill()
-            child.wait()
-    say("dev", "stopped")
-    return exit_code
+        supervisor.poll(0.2)
+    supervisor.stop()
+    return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     sys.exit(main())

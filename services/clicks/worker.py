@@ -27,7 +27,7 @@ import psycopg2
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy.engine import make_url
 
-from services.common import settings
+from services.common import logs, settings
 from services.clicks import ingest
 from services.common.click_messages import DEAD_LETTER_QUEUE, REQUEST_QUEUE, buffered, connect, declare_queues
 
@@ -358,7 +358,7 @@ def healthy(max_age: float = 30.0) -> bool:
 def main():
     if sys.argv[1:] == ["--check"]:
         return 0 if healthy() else 1
-    logging.basicConfig(level=settings.get("LOG_LEVEL"), format="%(asctime)s click-worker %(levelname)s %(message)s")
+    logs.configure("click-worker")
     worker = ClickWorker(
         settings.get("AMQP_URI"),
         settings.get("CLICKS_DATABASE_URL"),

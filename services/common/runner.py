@@ -13,7 +13,7 @@ routing are nameko's usual ones; the database pool is sized for both (``services
 from __future__ import annotations
 
 import logging
-import signal
+import time
 
 import eventlet
 from nameko.containers import ServiceContainer
@@ -21,8 +21,11 @@ from nameko.rpc import Rpc
 from nameko.utils.concurrency import SpawningSet
 from nameko.extensions import iter_extensions
 
-from services.common import settings, topology
+from services.common import logs, settings, shutdown, topology
 from services.common.migrate import URL_KEYS, upgrade
+
+# in-flight workers get this long to finish on SIGTERM; the process runner waits 3 s in all
+STOP_SECONDS = 2.0
 
 
 def nameko_config(service: str) -> dict:
@@ -93,10 +96,7 @@ class ServiceGroup:
 
 def main(service: str, service_classes: list, schema: str | None = None) -> None:
     """Run ``service_classes`` as process ``service``, migrating ``schema`` (default: ``service``) first."""
-    logging.basicConfig(
-        level=settings.get("LOG_LEVEL"),
-        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(service)
     log = logging.getLogger(service)
     schema = schema or service
     if schema in URL_KEYS:
@@ -106,22 +106,17 @@ def main(service: str, service_classes: list, schema: str | None = None) -> None
     topology.declare(config["AMQP_URI"])
     runner = ServiceGroup(config)
     for cls in service_classes:
+        logs.attach(cls)
         runner.add_service(cls)
 
-    stopping = eventlet.event.Event()
-
-    def _stop(signum, frame):
-        if not stopping.ready():
-            stopping.send(signum)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    shutdown.stop_consumers_promptly()
+    signals = shutdown.StopSignals()
     runner.start()
     log.info("%s running", ", ".join(c.name for c in service_classes))
-    stopping.wait()
+    signals.wait()
     log.info("stopping")
-    try:
-        with eventlet.Timeout(1.0):
-            runner.stop()
-    except eventlet.Timeout:
-        runner.kill()
+    started = time.monotonic()
+    if not shutdown.stop_within(runner, STOP_SECONDS):
+        log.warning("in-flight work did not finish within %.0f s; killed it (its messages go back to the broker)", STOP_SECONDS)
+    log.info("stopped in %.2f s", time.monotonic() - started)
+    shutdown.exit_now(0)

@@ -17,6 +17,9 @@ import time
 
 log = logging.getLogger("gateway")
 
+# requests in progress get this long to finish on SIGTERM; the process runner waits 3 s in all
+STOP_SECONDS = 2.0
+
 
 def _listen(host: str, port: int) -> socket.socket:
     # every process has its own listening socket on the same port (SO_REUSEPORT), so the kernel
@@ -25,18 +28,44 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _serve(host: str, port: int) -> None:
+    # a child forked by a restart inherits the parent's handler, which would ignore a stop
+    # until StopSignals below takes over; until then SIGTERM simply ends it (it serves nothing yet)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     import eventlet
 
     eventlet.monkey_patch()
     sock = _listen(host, port)
     from eventlet import wsgi
 
+    from services.common.shutdown import StopSignals, exit_now
     from services.gateway.wsgi import app
 
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signals = StopSignals((signal.SIGTERM,))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     green_sock = eventlet.greenio.GreenSocket(sock)
-    wsgi.server(green_sock, app, log_output=False, max_size=4096, keepalive=True, socket_timeout=60)
+    server = eventlet.spawn(wsgi.server, green_sock, app, log_output=False, max_size=4096, keepalive=True, socket_timeout=60)
+    eventlet.spawn(_exit_with_parent, signals)
+    signals.wait()
+    # SystemExit in the accept loop is eventlet's graceful stop: no new connections, idle
+    # keep-alive connections closed, requests in progress answered and their connections closed
+    server.kill(SystemExit)
+    try:
+        with eventlet.Timeout(STOP_SECONDS):
+            server.wait()
+    except eventlet.Timeout:
+        log.warning("gateway process %s: requests still running after %.0f s; exiting", os.getpid(), STOP_SECONDS)
+    exit_now(0)
+
+
+def _exit_with_parent(signals) -> None:
+    """A process whose parent died (SIGKILL leaves no time to stop the children) stops too,
+    instead of serving on the shared port for ever beside the parent's replacement."""
+    import eventlet
+
+    parent = os.getppid()
+    while os.getppid() == parent:
+        eventlet.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)  # ends signals.wait()
 
 
 def _spawn(host: str, port: int) -> int:
@@ -50,9 +79,9 @@ def _spawn(host: str, port: int) -> int:
 
 
 def main() -> int:
-    from services.common import settings
+    from services.common import logs, settings
 
-    logging.basicConfig(level=settings.get("LOG_LEVEL"), format="%(asctime)s gateway %(levelname)s %(message)s")
+    logs.configure("gateway")
     host, port = settings.get("GATEWAY_HOST"), settings.get_int("GATEWAY_PORT")
     workers = settings.get_int("GATEWAY_WORKERS")
     _listen(host, port).close()  # fail here, at once, if the port is taken
@@ -82,7 +111,7 @@ def main() -> int:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + STOP_SECONDS + 0.5  # SIGKILL only for a child that hangs
     while children and time.monotonic() < deadline:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)

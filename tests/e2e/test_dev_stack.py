@@ -1,80 +1,17 @@
 """`make dev` as a user runs it: every process starts, the platform serves, a signal stops it all."""
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-
 import pytest
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from tests.e2e.conftest import group_alive, stop_group, wait_ready
 from tests.factories import PASSWORD, bearer, eventually
 from tests.pages import PageServer, Route, claim_page
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-@pytest.fixture
-def dev_stack(infra, vhost, tmp_path):
-    name = f"flattr_dev_{os.getpid()}_{int(time.time())}"
-    url = make_url(infra.admin_db_url).set(database=name).render_as_string(hide_password=False)
-    port = free_port()
-    env = dict(
-        os.environ,
-        AMQP_URI=vhost.uri,
-        ACCOUNTS_DATABASE_URL=url,
-        CLICKS_DATABASE_URL=url,
-        SETTLEMENT_DATABASE_URL=url,
-        GATEWAY_PORT=str(port),
-        FLATTR_RATE_LIMITS="off",
-        FLATTR_ADMIN_TOKEN="dev-admin",
-        CLAIM_ALLOW_PRIVATE_ADDRESSES="on",  # the claim page is served by the test on 127.0.0.1
-    )
-    log = open(tmp_path / "dev.log", "w")
-    # its own session, like a terminal's job: the test signals that group as a user's Ctrl-C would
-    process = subprocess.Popen([sys.executable, "-m", "deploy.dev"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    yield process, f"http://127.0.0.1:{port}", tmp_path / "dev.log"
-    if group_alive(process.pid):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    log.close()
-    admin = create_engine(infra.admin_db_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.mark.slow
 def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stack):
     process, base, log = dev_stack
-    started = time.monotonic()
-    while True:
-        try:
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() - started < 60, log.read_text()
-        time.sleep(0.25)
-    print(f"ready after {time.monotonic() - started:.1f}s")
+    ready_after = wait_ready(process, base, log)
+    print(f"ready after {ready_after:.1f}s")
 
     # a new user signs up, gets a token, sets a budget and creates a thing, by form as old clients do
     assert requests.post(f"{base}/rest/v2/users", data={"username": "devuser", "email": "dev@example.com", "password": PASSWORD}).status_code == 201
@@ -147,14 +84,8 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
     finally:
         pages.close()
 
-    stop_sent = time.monotonic()
-    os.killpg(process.pid, signal.SIGTERM)
-    while time.monotonic() - stop_sent < 10:
-        process.poll()  # reap the runner itself, or its zombie would count as alive
-        if not group_alive(process.pid):
-            break
-        time.sleep(0.05)
-    stopped_after = time.monotonic() - stop_sent
+    stopped_after = stop_group(process)
     assert not group_alive(process.pid), log.read_text()
     assert stopped_after < 3, f"took {stopped_after:.1f}s to stop"
+    assert "killing" not in log.read_text()
     print(f"stopped after {stopped_after:.2f}s")
