@@ -8,7 +8,8 @@
   registers with ``add_request_id_source``).
 - An expected error (a ``DomainError`` such as a wrong password or a taken name, declared in
   ``expected_exceptions``) is part of the contract, not a fault: nameko logs it at WARNING with a
-  traceback; here it becomes one INFO line. Unexpected errors keep their one traceback.
+  traceback; here it becomes one INFO line (WARNING for the 5xx ones: a database or payment
+  provider not answering). Unexpected errors keep their one traceback.
 
 Text::
 
@@ -73,7 +74,10 @@ class _ExpectedErrorsBrief(logging.Filter):
             worker_ctx = record.args[0] if isinstance(record.args, tuple) and record.args else None
             entrypoint = getattr(worker_ctx, "entrypoint", None)
             call = f"{getattr(worker_ctx, 'service_name', '?')}.{getattr(entrypoint, 'method_name', '?')}"
-            record.levelno, record.levelname = logging.INFO, "INFO"
+            # a user's mistake is INFO; a dependency away (Unavailable, a provider's error) is
+            # worth an operator's look, but its traceback would only show our own RPC plumbing
+            level = logging.WARNING if exc.status >= 500 else logging.INFO
+            record.levelno, record.levelname = level, logging.getLevelName(level)
             record.msg, record.args = "%s answered %s: %s", (call, type(exc).__name__, exc.description or exc.code)
             record.exc_info = record.exc_text = None
         return True
@@ -128,10 +132,11 @@ def log_format(environ: dict | None = None) -> str:
     return value
 
 
-def configure(process_name: str) -> None:
-    """Set up the root logger of this process (replacing any earlier set-up)."""
+def configure(process_name: str, stream=None) -> None:
+    """Set up the root logger of this process (replacing any earlier set-up), writing to
+    ``stream`` (default: standard error)."""
     formatter = JsonFormatter(process_name) if log_format() == "json" else TextFormatter(process_name)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
