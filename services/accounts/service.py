@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from services.accounts import claims, rules
 from services.accounts.models import AccessToken, AuthorizationCode, OAuthClient, Thing, User, outbox
 from services.common.db import Database
-from services.common.events import first_seen, subscriber
+from services.common.events import batch_subscriber, first_seen_many
 from services.common.rpc import rpc
 from services.common import settings
 from services.common.errors import ClaimRefused, Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized, UserNotFound
@@ -307,23 +307,31 @@ class AccountsService:
 
     # -- counts from the click path, for the flattr sorts ---------------------------------------
 
-    @subscriber("clicks", "things.counted")
-    def on_things_counted(self, event):
-        """Counts for the search sorts. Rows are locked in thing order, in both tables, so two
-        events applied at once wait for each other instead of deadlocking."""
-        if first_seen(self.db, "accounts", event, "things.counted"):
+    @batch_subscriber("clicks", "things.counted")
+    def on_things_counted(self, events):
+        """Counts for the search sorts, a batch of events in one transaction. Rows are locked in
+        key order, in both tables, so two batches applied at once wait instead of deadlocking."""
+        per_day: dict[tuple[int, str, str], int] = {}
+        for event in first_seen_many(self.db, "accounts", events, "things.counted"):
             data = event["data"]
-            counts = sorted((int(t), int(n)) for t, n in data["counts"])
-            rows = {"ids": [t for t, _ in counts], "ns": [n for _, n in counts], "d": data["day"], "p": data["period"]}
+            for thing_id, n in data["counts"]:
+                key = (int(thing_id), data["day"], data["period"])
+                per_day[key] = per_day.get(key, 0) + int(n)
+        if per_day:
+            keys = sorted(per_day)
             self.db.execute(
                 text(
                     "INSERT INTO accounts.thing_daily_counts (thing_id, day, period, flattrs) "
-                    "SELECT c.t, CAST(:d AS date), :p, c.n FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS bigint[])) AS c(t, n) "
-                    "ORDER BY c.t "
+                    "SELECT c.t, c.d, c.p, c.n FROM unnest(CAST(:t AS bigint[]), CAST(:d AS date[]), CAST(:p AS text[]), CAST(:n AS bigint[])) "
+                    "WITH ORDINALITY AS c(t, d, p, n, i) ORDER BY c.i "
                     "ON CONFLICT (thing_id, day, period) DO UPDATE SET flattrs = accounts.thing_daily_counts.flattrs + EXCLUDED.flattrs"
                 ),
-                rows,
+                {"t": [k[0] for k in keys], "d": [k[1] for k in keys], "p": [k[2] for k in keys], "n": [per_day[k] for k in keys]},
             )
+            per_thing: dict[int, int] = {}
+            for (thing_id, _, _), n in per_day.items():
+                per_thing[thing_id] = per_thing.get(thing_id, 0) + n
+            rows = {"ids": sorted(per_thing), "ns": [per_thing[t] for t in sorted(per_thing)]}
             self.db.execute(text("SELECT id FROM accounts.things WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE"), rows)
             self.db.execute(
                 text(
