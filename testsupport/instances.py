@@ -231,6 +231,13 @@ class _Instance:
         self._group_gone(10)
         self._close_log()
 
+    def freeze(self) -> None:
+        """SIGSTOP every server process: alive, connections open, answering nothing."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
     def restart(self, kill: bool = False, timeout: float = 60.0):
         """Stop cleanly (or crash, with ``kill=True``) and start again on the same data and ports."""
         if kill:

@@ -5,66 +5,16 @@ test can signal the whole group as Ctrl-C would); a test changes its settings wi
 ``@pytest.mark.parametrize("dev_env", [{...}], indirect=True)``.
 """
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
-import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# the form deploy.dev documents for every (re)start of a child
-STARTED = re.compile(r"^\s*dev \| started (?P<name>[\w-]+) pid=(?P<pid>\d+)$", re.M)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def started_pids(log_text: str) -> dict[str, int]:
-    """The latest PID deploy.dev reported for each child."""
-    return {m["name"]: int(m["pid"]) for m in STARTED.finditer(log_text)}
-
-
-def wait_ready(process, base: str, log, timeout: float = 60) -> float:
-    started = time.monotonic()
-    while True:
-        try:
-            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return time.monotonic() - started
-        except (requests.ConnectionError, requests.Timeout):
-            pass  # not listening yet, or its services not answering yet
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() - started < timeout, log.read_text()
-        time.sleep(0.25)
-
-
-def stop_group(process, timeout: float = 10) -> float:
-    """SIGTERM the stack's process group; the seconds until no process of it is left."""
-    stop_sent = time.monotonic()
-    os.killpg(process.pid, signal.SIGTERM)
-    while time.monotonic() - stop_sent < timeout:
-        process.poll()  # reap the runner itself, or its zombie would count as alive
-        if not group_alive(process.pid):
-            break
-        time.sleep(0.02)
-    return time.monotonic() - stop_sent
+from testsupport.devstack import ROOT, free_port, group_alive
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import signal
 import pytest
 import requests
 
-from tests.e2e.conftest import group_alive, started_pids, stop_group, wait_ready
+from testsupport.devstack import group_alive, started_pids, stop_group, wait_ready
 from tests.factories import PASSWORD, eventually
 
 SERVICES = ("accounts", "clicks", "click-worker", "settlement", "payouts", "batch", "gateway")

@@ -2,7 +2,7 @@
 import pytest
 import requests
 
-from tests.e2e.conftest import group_alive, stop_group, wait_ready
+from testsupport.devstack import group_alive, stop_group, wait_ready
 from tests.factories import PASSWORD, bearer, eventually
 from tests.pages import PageServer, Route, claim_page
 
