@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install dev test migrate clean bench-ingest bench-clicks bench-button bench-settlement
+.PHONY: install dev test migrate clean bench-ingest bench-clicks bench-button bench-settlement soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ bench-button: install
 
 bench-settlement: install
 	PYTHONWARNINGS=ignore $(PY) -m bench.settlement
+
+# The whole platform (python -m deploy.dev) on private RabbitMQ and PostgreSQL instances, under
+# mixed traffic with random process kills and a restart of each server, then exact accounting.
+SOAK_SECONDS ?= 300
+soak: install
+	SOAK_SECONDS=$(SOAK_SECONDS) PYTHONWARNINGS=ignore $(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
