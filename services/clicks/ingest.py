@@ -18,6 +18,8 @@ from dataclasses import dataclass
 OK, NOT_FOUND, OWNER, ONCE, NO_MEANS = "ok", "not_found", "flattr_owner", "flattr_once", "no_means"
 # the caller gave up (and answered 503) before the request reached the database: not carried out
 EXPIRED = "expired"
+# the request could not be judged (the owner of its thing or reader could not be asked): not carried out
+UNAVAILABLE = "unavailable"
 SOURCES = ("api", "button", "subscription")
 MAX_ID = 2**63 - 1
 

@@ -102,6 +102,14 @@ class ClickWorker:
     def _connect_db(self):
         self.db = psycopg2.connect(self.dsn, connect_timeout=5)
 
+    def _drop_rpc(self):
+        runner, self.rpc, self.rpc_runner = self.rpc_runner, None, None
+        if runner is not None:
+            try:
+                runner.stop()
+            except Exception:  # its connection is already gone
+                pass
+
     def _rpc(self):
         if self.rpc is None:
             self.rpc_runner = ClusterRpcProxy({"AMQP_URI": self.amqp_uri, "serializer": "json"}, timeout=10)
@@ -200,9 +208,21 @@ class ClickWorker:
         unsure = [i for i, a in enumerate(answers) if a.get("unsure")]
         if unsure:
             again = [requests[i] for i in unsure]
-            self._backfill(again)
-            for i, answer in zip(unsure, self._resolve_once(again)):
-                answers[i] = answer
+            try:
+                self._backfill(again)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                raise
+            except Exception as exc:
+                # the owners could not be asked (the broker restarted, a service is down): these
+                # requests get a 503, never a guessed not_found; the proxy is made anew next time
+                log.warning("could not ask about %d unknown things or readers (%s); answered unavailable", len(again), exc)
+                self._drop_rpc()
+                self._rollback_quietly()
+                for i in unsure:
+                    answers[i] = {"status": ingest.UNAVAILABLE}
+            else:
+                for i, answer in zip(unsure, self._resolve_once(again)):
+                    answers[i] = answer
         recheck = [requests[i].request_id for i, a in enumerate(answers) if a.pop("recheck", False)]
         if recheck:
             # a concurrent worker stored a click with the same key meanwhile: was it this very request?

@@ -59,3 +59,39 @@ def connect(uri: str, read_ahead: bool = False) -> amqp.Connection:
 def buffered(conn: amqp.Connection) -> bool:
     """Whether a frame (or part of one) is already read and waiting in py-amqp's buffer."""
     return bool(getattr(conn.transport, "_read_buffer", b""))
+
+
+def consume_forever(uri: str, subscribe, closing, on_lost, name: str, retry_seconds: float = 0.5) -> None:
+    """Consume on a connection of its own until ``closing()``, reconnecting after the broker goes.
+
+    ``subscribe(channel)`` declares and consumes what it needs on each new connection (it is
+    called again after a reconnect, so exclusive queues are made anew); ``on_lost()`` runs each
+    time a connection ends, to fail or forget what depended on it. For the gateway's listeners
+    (click replies, token revocations), each on a thread of its own."""
+    import logging
+    import socket
+    import threading
+
+    log = logging.getLogger(name)
+    while not closing():
+        conn = None
+        try:
+            conn = connect(uri)
+            subscribe(conn.channel())
+            while not closing():
+                try:
+                    conn.drain_events(timeout=1)
+                except socket.timeout:
+                    pass
+        except Exception as exc:
+            if not closing():
+                log.warning("%s lost the broker: %s", name, exc)
+        finally:
+            on_lost()
+            if conn is not None:
+                try:
+                    conn.collect()
+                except Exception:  # a broken connection has nothing left to release
+                    pass
+        if not closing():
+            threading.Event().wait(retry_seconds)

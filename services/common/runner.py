@@ -113,7 +113,22 @@ def main(service: str, service_classes: list, schema: str | None = None) -> None
     signals = shutdown.StopSignals()
     runner.start()
     log.info("%s running", ", ".join(c.name for c in service_classes))
-    signals.wait()
+
+    def watch(container):
+        # a container that dies (its broker connection reset under it, its database gone mid-
+        # rollback) leaves the process running but deaf: end the process, so the process
+        # runner, compose or Kubernetes starts a fresh one
+        try:
+            container.wait()
+        except Exception as exc:
+            log.error("%s stopped working (%s: %s); exiting so that it is restarted", container.service_name, type(exc).__name__, exc)
+        signals.trip()
+
+    for container in runner.containers:
+        eventlet.spawn_n(watch, container)
+    if signals.wait() == 0:
+        runner.kill()
+        shutdown.exit_now(1)
     log.info("stopping")
     started = time.monotonic()
     if not shutdown.stop_within(runner, STOP_SECONDS):

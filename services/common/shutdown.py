@@ -45,6 +45,14 @@ class StopSignals:
     def _handle(self, signum, frame):
         self.received.append(signum)
 
+    def trip(self) -> None:
+        """Wake ``wait()`` without a signal (it then returns 0): a part of the process died."""
+        self.received.append(0)
+        try:
+            os.write(self._write_fd, b"\0")
+        except BlockingIOError:
+            pass
+
     def wait(self) -> int:
         while not self.received:
             trampoline(self._read_fd, read=True)

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 import uuid
 
 import amqp
 
-from services.common.click_messages import REQUEST_QUEUE, connect, declare_queues
+from services.common.click_messages import REQUEST_QUEUE, connect, consume_forever, declare_queues
 from services.gateway import deadline as request_deadline
 from services.gateway.rpc import ServiceUnavailable
 
@@ -69,33 +68,17 @@ class ClickClient:
         return self._reply_queue
 
     def _consume(self):
-        while not self._closing:
-            conn = None
-            try:
-                conn = connect(self.amqp_uri)
-                channel = conn.channel()
-                queue, _, _ = channel.queue_declare("", exclusive=True, auto_delete=True)
-                channel.basic_consume(queue, callback=self._on_reply, no_ack=True)
-                self._reply_queue = queue
-                self._ready.set()
-                while not self._closing:
-                    try:
-                        conn.drain_events(timeout=1)
-                    except socket.timeout:
-                        pass
-            except Exception as exc:  # the broker went away: every waiting request fails now
-                if not self._closing:
-                    log.warning("click reply consumer lost the broker: %s", exc)
-            finally:
-                self._ready.clear()
-                self._fail_waiters()
-                if conn is not None:
-                    try:
-                        conn.collect()
-                    except Exception:
-                        pass
-            if not self._closing:
-                threading.Event().wait(0.5)
+        def subscribe(channel):
+            queue, _, _ = channel.queue_declare("", exclusive=True, auto_delete=True)
+            channel.basic_consume(queue, callback=self._on_reply, no_ack=True)
+            self._reply_queue = queue
+            self._ready.set()
+
+        def lost():  # every waiting request fails now (503)
+            self._ready.clear()
+            self._fail_waiters()
+
+        consume_forever(self.amqp_uri, subscribe, lambda: self._closing, lost, "click reply consumer")
 
     def _on_reply(self, message):
         try:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 
-from services.common.click_messages import connect
+from services.common.click_messages import consume_forever
 from services.common.events import exchange_name
 
 log = logging.getLogger(__name__)
@@ -41,34 +40,15 @@ class RevocationListener:
                 self._thread.start()
 
     def _listen(self) -> None:
-        while not self._closing:
-            conn = None
-            try:
-                conn = connect(self.amqp_uri)
-                channel = conn.channel()
-                exchange = exchange_name("accounts")
-                channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
-                queue, _, _ = channel.queue_declare("", exclusive=True, auto_delete=True)
-                channel.queue_bind(queue, exchange, routing_key=EVENT)
-                channel.basic_consume(queue, callback=self._on_event, no_ack=True)
-                self.cache.go_online()  # from here on, no revocation is missed
-                while not self._closing:
-                    try:
-                        conn.drain_events(timeout=1)
-                    except socket.timeout:
-                        pass
-            except Exception as exc:
-                if not self._closing:
-                    log.warning("token revocations: lost the broker (%s); cached tokens now expire early", exc)
-            finally:
-                self.cache.go_offline()
-                if conn is not None:
-                    try:
-                        conn.collect()
-                    except Exception:
-                        pass
-            if not self._closing:
-                threading.Event().wait(1.0)
+        def subscribe(channel):
+            exchange = exchange_name("accounts")
+            channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+            queue, _, _ = channel.queue_declare("", exclusive=True, auto_delete=True)
+            channel.queue_bind(queue, exchange, routing_key=EVENT)
+            channel.basic_consume(queue, callback=self._on_event, no_ack=True)
+            self.cache.go_online()  # from here on, no revocation is missed
+
+        consume_forever(self.amqp_uri, subscribe, lambda: self._closing, self.cache.go_offline, "token revocations", retry_seconds=1.0)
 
     def _on_event(self, message) -> None:
         try:

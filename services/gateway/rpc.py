@@ -64,7 +64,7 @@ class RpcPool:
             if may_create:
                 try:
                     item = self._new()
-                except Exception:
+                except BaseException:  # an interrupted connect too (the deadline): the slot is free again
                     with self._lock:
                         self._created -= 1
                     raise

@@ -81,3 +81,19 @@ class FakeOwners:
 def test_libpq_connection_from_the_services_url(database_url):
     conn = psycopg2.connect(libpq_dsn(database_url))
     conn.close()
+
+
+def test_a_click_the_replicas_cannot_judge_while_its_owner_is_away_is_unavailable_not_lost(database_url, amqp_uri, db):
+    """Thing 999 is unknown to the replica and accounts is not running to be asked: the answer is
+    'unavailable' (the gateway's 503), nothing is stored, and the next batch asks again."""
+    seed_click_path(database_url, 5, 5)
+    worker = ClickWorker(amqp_uri, database_url)
+    worker._connect_db()
+    try:
+        answers = worker._resolve([ingest.ClickRequest(str(uuid.uuid4()), 1, 999), ingest.ClickRequest(str(uuid.uuid4()), 1, 2)])
+        assert [a["status"] for a in answers] == ["unavailable", "ok"]
+        assert worker.rpc is None  # the next batch makes a new proxy
+        assert [(r.user_id, r.thing_id) for r in stored(db)] == [(1, 2)]
+    finally:
+        worker._drop_rpc()
+        worker._close_db()
