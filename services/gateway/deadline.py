@@ -19,9 +19,10 @@ from flask import g, has_request_context
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
-# the guard fires this long after the deadline, so the views' own 503 (clearer, and logged with
-# the service that did not answer) normally comes first
-GUARD_GRACE_SECONDS = 0.5
+# waits inside a request end this long before its deadline, so that their 503 (clearer than the
+# guard's, and logged with the service that did not answer) is written and sent in time; the
+# guard itself fires at the deadline
+ANSWER_MARGIN_SECONDS = 0.3
 
 
 def start(seconds: float) -> None:
@@ -36,7 +37,8 @@ def current(default_seconds: float) -> float:
 
 
 def remaining(default_seconds: float) -> float:
-    return current(default_seconds) - time.time()
+    """How long a wait inside the current request may last: up to the margin before its deadline."""
+    return current(default_seconds) - ANSWER_MARGIN_SECONDS - time.time()
 
 
 def request_id() -> str | None:
@@ -57,7 +59,7 @@ class DeadlineGuard:
             started.append(status)
             return start_response(status, headers, exc_info)
 
-        timer = eventlet.Timeout(self.seconds + GUARD_GRACE_SECONDS)
+        timer = eventlet.Timeout(self.seconds)
         try:
             return self.app(environ, tracking_start_response)
         except eventlet.Timeout as exc:

@@ -103,7 +103,7 @@ class RpcPool:
         started = time.perf_counter()
         outcome = "ok"
         ends_at = deadline.current(self.timeout)
-        left = min(ends_at - time.time(), self.timeout)
+        left = min(deadline.remaining(self.timeout), self.timeout)
         timer = eventlet.Timeout(left) if left > 0 else None
         try:
             if timer is None:

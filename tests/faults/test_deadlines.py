@@ -22,8 +22,8 @@ from testsupport import devstack
 from tests.factories import PASSWORD, eventually
 
 DEADLINE = 3.0
-# the guard's grace after the deadline, plus a loaded machine's scheduling
-SLACK = 1.5
+# a loaded machine's scheduling
+SLACK = 0.5
 FROZEN = ("accounts", "clicks", "click-worker", "settlement", "payouts", "batch", "broker")
 
 
