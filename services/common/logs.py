@@ -132,11 +132,66 @@ def log_format(environ: dict | None = None) -> str:
     return value
 
 
+class BufferedStreamHandler(logging.StreamHandler):
+    """Writes lines into a buffer that goes out every ``FLUSH_SECONDS``, at once for a WARNING or
+    worse, and at exit. A gateway under load writes an access line per request: flushing each one
+    was a system call per request and an eighth of the gateway's CPU."""
+
+    FLUSH_SECONDS = 0.2
+
+    def __init__(self, stream):
+        import io
+        import os
+
+        try:
+            stream = io.open(os.dup(stream.fileno()), "w", buffering=256 * 1024, encoding="utf-8", errors="replace")
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            pass  # a stream without a file descriptor (a test's StringIO): written as it is
+        super().__init__(stream)
+        self._flusher_pid = None
+        # a child forked with lines in the buffer would write them a second time
+        os.register_at_fork(before=lambda: logging.StreamHandler.flush(self))
+
+    def _ensure_flusher(self) -> None:
+        # started by the first line a process writes: a forked child (the gateway's) has none
+        import os
+        import threading
+
+        if self._flusher_pid != os.getpid():
+            self._flusher_pid = os.getpid()
+            threading.Thread(target=self._flush_now_and_then, name="log-flusher", daemon=True).start()
+
+    def _flush_now_and_then(self) -> None:
+        import time
+
+        while True:
+            time.sleep(self.FLUSH_SECONDS)
+            try:
+                super().flush()
+            except (OSError, ValueError):  # the stream is closed: the process is ending
+                return
+
+    def flush(self) -> None:
+        """Only lines that an operator must see at once go out at once (see ``emit``)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._ensure_flusher()
+        super().emit(record)
+        if record.levelno >= logging.WARNING:
+            super().flush()
+
+    def close(self) -> None:
+        try:
+            super().flush()
+        finally:
+            super().close()
+
+
 def configure(process_name: str, stream=None) -> None:
     """Set up the root logger of this process (replacing any earlier set-up), writing to
     ``stream`` (default: standard error)."""
     formatter = JsonFormatter(process_name) if log_format() == "json" else TextFormatter(process_name)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = BufferedStreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()

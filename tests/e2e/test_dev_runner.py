@@ -99,7 +99,7 @@ def test_logs_read_as_an_operator_needs_them(dev_stack):
     access = eventually(lambda: [line for line in lines_of(log.read_text(), "gateway") if "gateway.access" in line and "req-miss-3" in line], timeout=5)
     assert len(access) == 1
     assert re.search(r" INFO gateway\.access: GET /rest/v2/things/lookup 404 \d+\.\dms request_id=req-miss-3$", access[0]), access
-    assert any("GET /healthz 200" in line and fresh in line for line in lines_of(log.read_text(), "gateway"))
+    assert eventually(lambda: any("GET /healthz 200" in line and fresh in line for line in lines_of(log.read_text(), "gateway")), timeout=5)
 
     text = log.read_text()
     assert "Traceback" not in text, text
