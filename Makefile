@@ -21,8 +21,13 @@ dev: install
 migrate: install
 	$(PY) -m services.common.migrate
 
+# The suite runs on every core (pytest-xdist: one worker process per core, each with its own
+# databases and virtual hosts; tests/faults keeps each module on one worker). TEST_WORKERS=0 runs
+# it in one process. Exit code 5 (no test collected) fails the target with a message.
+TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)" >&2; fi; exit $$rc
 
 # Benchmarks: each starts what it needs in a private database and virtual host, prints its
 # figures and ends with a line starting ratio=.

@@ -12,19 +12,67 @@ otherwise the machine's own services are used, named by environment variables:
 Each test gets its own database (cloned from a migrated template, so it is cheap) and its own
 RabbitMQ virtual host, so tests can run in any order and leave nothing behind.
 """
+import os
+import sys
 import warnings
 
 warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
 
-eventlet.monkey_patch()
 
-from psycogreen.eventlet import patch_psycopg  # noqa: E402
+def _xdist_controller() -> bool:
+    """Whether this process is pytest-xdist's controller, which hands tests to worker processes
+    and runs none itself. Read from the options pytest has parsed so far: this module is imported
+    while pytest loads its initial conftests, with the early config in a caller's frame."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return False
+    frame = sys._getframe(1)
+    while frame is not None and "early_config" not in frame.f_locals:
+        frame = frame.f_back
+    if frame is None:
+        return False
+    options = frame.f_locals["early_config"].known_args_namespace
+    if getattr(options, "collectonly", False) or getattr(options, "usepdb", False):
+        return False  # xdist then runs in-process
+    return bool(getattr(options, "numprocesses", None) or getattr(options, "tx", None))
 
-patch_psycopg()
 
-import os  # noqa: E402
+def _keep_execnet_on_real_threads() -> None:
+    """execnet (pytest-xdist's channel between a worker and the controller) reads the channel in
+    an OS thread it starts before this module is imported, and builds its locks, events and queues
+    afterwards from ``threading``/``queue``, looked up at each call. Once monkey-patched those are
+    eventlet's: the reader thread then sets a green event that the main thread waits on in its
+    own hub, which is never woken (eventlet hubs are per thread), and the worker hangs before its
+    first test. Here execnet keeps the real primitives; everything else stays green."""
+    try:
+        from execnet import gateway_base
+    except ImportError:
+        return
+    original = eventlet.patcher.original
+    model = gateway_base.ThreadExecModel
+    model.queue = property(lambda self: original("queue"))
+    model.subprocess = property(lambda self: original("subprocess"))
+    model.socket = property(lambda self: original("socket"))
+    model.get_ident = lambda self: original("_thread").get_ident()
+    model.sleep = lambda self, delay: original("time").sleep(delay)
+    model.start = lambda self, func, args=(): original("_thread").start_new_thread(func, args)
+    model.Lock = model.RLock = lambda self: original("threading").RLock()
+    model.Event = lambda self: original("threading").Event()
+
+
+# The services, their clients and the tests run green. pytest-xdist's controller runs no test and
+# is left alone (its event loop waits on a queue that execnet's threads fill); its workers are
+# patched like a serial run, with execnet's channel kept on real threads.
+GREEN = not _xdist_controller()
+if GREEN:
+    eventlet.monkey_patch()
+    _keep_execnet_on_real_threads()
+
+    from psycogreen.eventlet import patch_psycopg
+
+    patch_psycopg()
+
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import uuid  # noqa: E402
@@ -42,6 +90,19 @@ from tests.databases import admin_engine as _admin_engine, cloned_database  # no
 
 SERVICES = ("accounts", "clicks", "settlement")
 ADMIN_TOKEN = "test-admin-token"
+# in the names of what the tests create on the shared servers: gw0, gw1... under pytest-xdist
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """A wrong guess in _xdist_controller would hang the run or leave the tests unpatched: fail fast."""
+    controller = session.config.pluginmanager.has_plugin("dsession")
+    if controller == GREEN:
+        raise pytest.UsageError(
+            f"tests/conftest.py took this process for {'a test runner' if GREEN else 'the xdist controller'}, "
+            f"but it {'is the xdist controller' if controller else 'runs the tests'}: run with -n 0 or -p no:xdist"
+        )
 
 
 def _patch_queue_consumer_for_quick_teardown() -> None:
@@ -106,7 +167,7 @@ def infra():
 @pytest.fixture(scope="session")
 def template_database(infra):
     """A database with every service's migrations applied, cloned by each test."""
-    name = f"flattr_tmpl_{uuid.uuid4().hex[:10]}"
+    name = f"flattr_tmpl_{WORKER}_{uuid.uuid4().hex[:10]}"  # one per worker: no two migrate at once
     admin = _admin_engine(infra)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -145,7 +206,7 @@ class VirtualHost:
 
 @pytest.fixture
 def vhost(infra):
-    name = f"test-{uuid.uuid4().hex[:12]}"
+    name = f"test-{WORKER}-{uuid.uuid4().hex[:12]}"
     api = f"{infra.rabbit_api}/vhosts/{quote(name, safe='')}"
     response = requests.put(api, timeout=10)
     response.raise_for_status()
@@ -267,15 +328,19 @@ def gateway_factory(amqp_uri):
         app = create_app(overrides, rpc=pool, clicks=clicks)
         sock = eventlet.listen(("127.0.0.1", 0))
         thread = eventlet.spawn(wsgi.server, sock, app, log_output=False)
-        servers.append((thread, sock, pool, clicks))
+        servers.append((thread, sock, pool, clicks, app))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     yield start
-    for thread, sock, pool, clicks in servers:
+    for thread, sock, pool, clicks, app in servers:
         thread.kill()
         sock.close()
         pool.close()
         clicks.close()
+        # its token-revocation listener would otherwise retry the deleted vhost every second for the rest of the run
+        revocations = app.extensions.get("token_revocations")
+        if revocations is not None:
+            revocations.close()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 
 from sqlalchemy import create_engine, text
@@ -17,7 +18,7 @@ def admin_engine(infra):
 @contextlib.contextmanager
 def cloned_database(infra, template_database):
     """A database of its own, cloned from the migrated template; dropped afterwards."""
-    name = f"flattr_test_{uuid.uuid4().hex[:12]}"
+    name = f"flattr_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:12]}"
     admin = admin_engine(infra)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))

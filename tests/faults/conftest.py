@@ -6,9 +6,19 @@ gets them running: if an earlier test left one stopped or crashed, it is started
 same data) before the next test. Tests share the servers within a module, so each should use its
 own queue and database names (``private_postgres.create_database()`` makes a fresh database).
 """
+from pathlib import Path
+
 import pytest
 
 from testsupport.instances import PrivatePostgres, PrivateRabbit
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (``--dist loadgroup``) each module's tests run on one worker, so its
+    private servers start once, not once per worker."""
+    for item in items:
+        if item.path.parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.xdist_group(f"faults-{item.path.stem}"))
 
 
 @pytest.fixture(scope="module")
