@@ -204,20 +204,36 @@ class AccountsService:
     def authenticate_token(self, token):
         if not isinstance(token, str) or not token:
             raise Unauthorized("missing token")
-        row = self.db.execute(
+        found = self._callers_by_digest([_digest(token)])
+        if not found:
+            raise Unauthorized("invalid or revoked token")
+        return next(iter(found.values()))
+
+    MAX_TOKENS_PER_CHECK = 200
+
+    @rpc
+    def authenticate_tokens(self, tokens):
+        """Many tokens checked in one call: ``{sha256 of the token: caller}`` for the valid ones
+        (the gateway keys its cache by that digest; the tokens themselves are not sent back)."""
+        if not isinstance(tokens, list) or len(tokens) > self.MAX_TOKENS_PER_CHECK or not all(isinstance(t, str) and t for t in tokens):
+            raise InvalidParameters(f"up to {self.MAX_TOKENS_PER_CHECK} non-empty token strings")
+        return self._callers_by_digest(sorted({_digest(t) for t in tokens}))
+
+    def _callers_by_digest(self, digests: list[str]) -> dict:
+        rows = self.db.execute(
             select(AccessToken, User.username)
             .join(User, User.id == AccessToken.user_id)
-            .where(AccessToken.token_hash == _digest(token), AccessToken.revoked_at.is_(None))
-        ).first()
-        if row is None:
-            raise Unauthorized("invalid or revoked token")
-        access, username = row
+            .where(AccessToken.token_hash.in_(digests), AccessToken.revoked_at.is_(None))
+        ).all()
         return {
-            "user_id": access.user_id,
-            "username": username,
-            "scopes": access.scopes.split(),
-            "kind": access.kind,
-            "token_id": access.id,
+            access.token_hash: {
+                "user_id": access.user_id,
+                "username": username,
+                "scopes": access.scopes.split(),
+                "kind": access.kind,
+                "token_id": access.id,
+            }
+            for access, username in rows
         }
 
     # -- OAuth2 client applications and authorization codes ---------------------------------

@@ -14,7 +14,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from services.common import settings
 from services.gateway import deadline, errors, metrics, request_log
-from services.gateway.auth import TokenCache, bearer_token, token_key
+from services.gateway.auth import TokenCache, TokenChecker, bearer_token, token_key
 from services.gateway.oauth import init_oauth
 from services.gateway.revocations import RevocationListener
 from services.gateway.rpc import RpcPool
@@ -127,6 +127,7 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
         float(overrides.get("TOKEN_CACHE_SECONDS") or settings.get_float("TOKEN_CACHE_SECONDS")),
         offline_ttl=float(overrides.get("TOKEN_CACHE_OFFLINE_SECONDS") or settings.get_float("TOKEN_CACHE_OFFLINE_SECONDS")),
     )
+    app.extensions["token_checker"] = TokenChecker(app.extensions["rpc"])
     app.extensions["token_revocations"] = RevocationListener(app.extensions["rpc"].config["AMQP_URI"], app.extensions["token_cache"])
     app.extensions["clicks"] = clicks or ClickClient(settings.get("AMQP_URI"), timeout=settings.get_float("CLICK_TIMEOUT"))
 

@@ -15,8 +15,9 @@ from functools import wraps
 
 from flask import current_app, g, request
 
-from services.common.errors import Unauthorized
+from services.gateway import deadline
 from services.gateway.errors import ApiError
+from services.gateway.rpc import ServiceUnavailable
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,78 @@ class TokenCache:
             self._online = False
 
 
+class _Check:
+    __slots__ = ("token", "event", "caller", "error")
+
+    def __init__(self, token: str):
+        self.token = token
+        self.event = threading.Event()
+        self.caller = None
+        self.error: BaseException | None = None
+
+
+class TokenChecker:
+    """Checks the tokens the cache does not know, many per RPC: every token waiting when a check
+    starts goes in the same call, so a gateway that has just started (or a crowd of new readers)
+    costs accounts a handful of RPCs a second, not one per reader. ``CHECKERS`` calls run at once,
+    each on a thread of its own, started on first use (after the gateway process has forked)."""
+
+    CHECKERS = 4
+    MAX_BATCH = 200
+
+    def __init__(self, rpc):
+        self.rpc = rpc
+        self._waiting: dict[str, _Check] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._threads: list[threading.Thread] = []
+
+    def _ensure_running(self) -> None:
+        if len(self._threads) == self.CHECKERS and all(t.is_alive() for t in self._threads):
+            return
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < self.CHECKERS:
+                thread = threading.Thread(target=self._run, name="token-checker", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def check(self, token: str, wait: float) -> Caller | None:
+        """The caller the token names, None for an invalid or revoked one; ServiceUnavailable
+        (from the RPC) when accounts could not say within ``wait`` seconds."""
+        self._ensure_running()
+        key = token_key(token)
+        with self._lock:
+            pending = self._waiting.get(key)
+            if pending is None:
+                pending = self._waiting[key] = _Check(token)
+                self._wake.notify()
+        if not pending.event.wait(max(wait, 0.0)):
+            raise ServiceUnavailable("accounts did not check the token in time")
+        if pending.error is not None:
+            raise pending.error
+        return pending.caller
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting:
+                    self._wake.wait()
+                keys = list(self._waiting)[: self.MAX_BATCH]
+                batch = {k: self._waiting.pop(k) for k in keys}
+            try:
+                found = self.rpc.call("accounts", "authenticate_tokens", [c.token for c in batch.values()])
+                for key, pending in batch.items():
+                    info = found.get(key)
+                    if info is not None:
+                        pending.caller = Caller(info["user_id"], info["username"], frozenset(info["scopes"]), info["kind"], info.get("token_id"))
+            except Exception as exc:  # every token of the batch waits on the same answer
+                for pending in batch.values():
+                    pending.error = exc
+            for pending in batch.values():
+                pending.event.set()
+
+
 def bearer_token() -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -110,11 +183,9 @@ def current_caller() -> Caller | None:
         key = token_key(token)
         caller = cache.get(key)
         if caller is None:
-            try:
-                info = current_app.extensions["rpc"].call("accounts", "authenticate_token", token)
-            except Unauthorized:
-                raise ApiError(401, "unauthorized", "the access token is invalid or revoked") from None
-            caller = Caller(info["user_id"], info["username"], frozenset(info["scopes"]), info["kind"], info.get("token_id"))
+            caller = current_app.extensions["token_checker"].check(token, deadline.remaining(10.0))
+            if caller is None:
+                raise ApiError(401, "unauthorized", "the access token is invalid or revoked")
             cache.put(key, caller)
     g.caller = caller
     return caller

@@ -128,3 +128,15 @@ def test_claim_moves_an_unclaimed_thing_once_and_records_thing_claimed(accounts,
         owner = conn.execute(text("SELECT owner_id FROM accounts.things WHERE id = :i"), {"i": thing["id"]}).scalar()
     assert owner == alice["id"]
     assert [e["data"] for e in events] == [{"thing_id": thing["id"], "owner_id": alice["id"], "url": url, "title": thing["title"], "hidden": False}]
+
+
+def test_many_tokens_are_checked_in_one_call_keyed_by_their_digest(accounts):
+    import hashlib
+
+    user = accounts.register_user("tokenful", "tokenful@example.com", "a long password")
+    tokens = [accounts.create_personal_token(user["id"], "flattr", f"t{i}")["access_token"] for i in range(3)]
+    callers = accounts.authenticate_tokens(tokens + ["not-a-token"])
+    assert set(callers) == {hashlib.sha256(t.encode()).hexdigest() for t in tokens}
+    assert all(c["user_id"] == user["id"] and c["scopes"] == ["flattr"] for c in callers.values())
+    with pytest.raises(InvalidParameters):
+        accounts.authenticate_tokens("one token")
