@@ -10,11 +10,13 @@ from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import parse as parse_limit
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from services.common import settings
 from services.gateway import deadline, errors, metrics, request_log
 from services.gateway.auth import TokenCache, TokenChecker, bearer_token, token_key
+from services.gateway.click_fast_path import ClickFastPath
 from services.gateway.oauth import init_oauth
 from services.gateway.revocations import RevocationListener
 from services.gateway.rpc import RpcPool
@@ -79,6 +81,8 @@ def _init_rate_limits(app: Flask, limits: dict | None) -> Limiter:
         sign_up = app.view_functions["api.sign_up"]
         app.view_functions["api.sign_up"] = limiter.limit(limits["signup"], key_func=get_remote_address)(sign_up)
     app.extensions["rate_limiter"] = limiter
+    token_limit = parse_limit(limits["token"]) if limits else None
+    app.extensions["rate_limit_for_token"] = lambda: token_limit
     return limiter
 
 
@@ -115,7 +119,6 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     # first of all before-request work: everything after it (token checks included) is bounded
     request_seconds = float(overrides.get("REQUEST_DEADLINE") or settings.get_float("REQUEST_DEADLINE"))
     app.before_request(lambda: deadline.start(request_seconds))
-    app.wsgi_app = deadline.DeadlineGuard(app.wsgi_app, request_seconds)
 
     if settings.get_float("RPC_TIMEOUT") <= settings.get_float("CLAIM_FETCH_TIMEOUT") + 1:
         # a claim's answer waits for accounts to fetch the thing's page
@@ -128,7 +131,10 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
         offline_ttl=float(overrides.get("TOKEN_CACHE_OFFLINE_SECONDS") or settings.get_float("TOKEN_CACHE_OFFLINE_SECONDS")),
     )
     app.extensions["token_checker"] = TokenChecker(app.extensions["rpc"])
-    app.extensions["token_revocations"] = RevocationListener(app.extensions["rpc"].config["AMQP_URI"], app.extensions["token_cache"])
+    app.extensions["token_revocations"] = RevocationListener(
+        # the broker the RPCs go to (a test's own virtual host); a stand-in RPC client has none
+        getattr(app.extensions["rpc"], "config", {}).get("AMQP_URI") or settings.get("AMQP_URI"), app.extensions["token_cache"]
+    )
     app.extensions["clicks"] = clicks or ClickClient(settings.get("AMQP_URI"), timeout=settings.get_float("CLICK_TIMEOUT"))
 
     app.register_blueprint(api)
@@ -168,5 +174,9 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
             metrics.REQUEST_LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
         return response
 
+    # outside Flask, innermost first: the click path's own way, the deadline's backstop (which
+    # bounds both), then the access log around everything
+    app.wsgi_app = ClickFastPath(app.wsgi_app, app)
+    app.wsgi_app = deadline.DeadlineGuard(app.wsgi_app, request_seconds)
     request_log.init(app)
     return app

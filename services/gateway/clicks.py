@@ -176,7 +176,7 @@ class ClickClient:
 
     # -- the call -----------------------------------------------------------------------------------
 
-    def flattr(self, user_id: int, thing_id: int, source: str = "api") -> dict:
+    def flattr(self, user_id: int, thing_id: int, source: str = "api", request_id: str | None = None) -> dict:
         """The worker's answer: ``{"status": "ok" | "flattr_once" | ..., "thing": {...}}``."""
         wait = min(self.timeout, request_deadline.remaining(self.timeout))
         if wait <= 0:
@@ -190,7 +190,7 @@ class ClickClient:
         try:
             # a second before we give up: a worker that gets the request later does not carry it out
             worker_deadline = gives_up_at - min(1.0, wait / 2)
-            self._submit([correlation_id, user_id, thing_id, source, worker_deadline, request_deadline.request_id()], waiter, reply_to)
+            self._submit([correlation_id, user_id, thing_id, source, worker_deadline, request_id or request_deadline.request_id()], waiter, reply_to)
             answered = waiter.event.wait(max(gives_up_at - time.time(), 0.0))
         finally:
             with self._waiters_lock:

@@ -6,12 +6,15 @@ from flask import request
 from services.common import settings
 
 
-def base_url() -> str:
-    """Addresses in resources point at the host the request came to, unless a public URL is set."""
+def base_url(environ: dict | None = None) -> str:
+    """Addresses in resources point at the host the request came to, unless a public URL is set.
+    ``environ``: the WSGI request, for code that answers outside Flask's request context."""
     configured = settings.get("FLATTR_PUBLIC_URL")
     if configured:
         return configured.rstrip("/")
     # scheme and Host header as they came: request.host_url would also re-encode them (slow, same result)
+    if environ is not None:
+        return f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST') or environ.get('SERVER_NAME', '')}"
     return f"{request.scheme}://{request.host}"
 
 
@@ -40,11 +43,12 @@ def user(data: dict, *, private: bool = False) -> dict:
     return out
 
 
-def small_thing(data: dict) -> dict:
+def small_thing(data: dict, base: str | None = None) -> dict:
+    base = base or base_url()
     return {
         "type": "thing",
-        "resource": api_url(f"/things/{data['id']}"),
-        "link": f"{base_url()}/thing/{data['id']}",
+        "resource": f"{base}/rest/v2/things/{data['id']}",
+        "link": f"{base}/thing/{data['id']}",
         "id": data["id"],
         "url": data["url"],
         "title": data["title"],

@@ -27,8 +27,8 @@ access_log = logging.getLogger("gateway.access")
 
 HEADER = "X-Request-Id"
 _SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-_ENVIRON_ID = "flattr.request_id"
-_ENVIRON_ROUTE = "flattr.route"
+ENVIRON_ID = "flattr.request_id"
+ENVIRON_ROUTE = "flattr.route"
 
 
 def request_id_from(header: str | None) -> str:
@@ -46,7 +46,7 @@ class AccessLog:
         self.app = app
 
     def __call__(self, environ, start_response):
-        request_id = environ[_ENVIRON_ID] = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        request_id = environ[ENVIRON_ID] = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         started = time.perf_counter()
         status = []
 
@@ -59,7 +59,7 @@ class AccessLog:
             return self.app(environ, start_with_id)
         finally:
             code = int(status[0].split(" ", 1)[0]) if status else 500
-            method, route = environ.get("REQUEST_METHOD", "-"), environ.get(_ENVIRON_ROUTE, "(unmatched)")
+            method, route = environ.get("REQUEST_METHOD", "-"), environ.get(ENVIRON_ROUTE, "(unmatched)")
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
             access_log.info(
                 "%s %s %s %.1fms", method, route, code, duration_ms,
@@ -72,9 +72,9 @@ def _request_id() -> str | None:
 
 
 def _remember():
-    g.request_id = request.environ.get(_ENVIRON_ID) or request_id_from(request.headers.get(HEADER))
+    g.request_id = request.environ.get(ENVIRON_ID) or request_id_from(request.headers.get(HEADER))
     if request.url_rule is not None:
-        request.environ[_ENVIRON_ROUTE] = request.url_rule.rule
+        request.environ[ENVIRON_ROUTE] = request.url_rule.rule
 
 
 def init(app: Flask) -> None:

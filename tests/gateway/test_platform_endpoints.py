@@ -3,7 +3,7 @@ import time
 
 import requests
 
-from tests.factories import bearer, personal_token, sign_up, user_with_token
+from tests.factories import bearer, create_thing, personal_token, sign_up, user_with_token
 
 
 def test_healthz_answers_without_any_service(gateway_factory):
@@ -91,3 +91,19 @@ def test_revoked_token_stops_working_at_once_in_a_gateway_that_cached_it(rpc, al
     while requests.get(f"{base}/rest/v2/user", headers=headers).status_code != 401:
         assert time.monotonic() < deadline, "the revoked token still works after 2 s"
         time.sleep(0.05)
+
+
+def test_flattrs_by_a_known_token_and_by_a_new_one_share_one_rate_limit(all_services, gateway_factory):
+    """The first flattr of a token goes through Flask (the token is checked), the next ones by the
+    click path's own way through the gateway: one bucket, one count, the same headers."""
+    setup = gateway_factory(FLATTR_RATE_LIMITS="off")
+    _, owner_headers = user_with_token(setup, "thing")
+    things = [create_thing(setup, owner_headers) for _ in range(4)]
+    _, headers = user_with_token(setup, "flattr")
+    base = gateway_factory(FLATTR_RATE_LIMITS="token=3/hour")
+    answers = [requests.post(f"{base}/rest/v2/things/{t}/flattr", headers=headers, timeout=15) for t in things]
+    # no means yet: each is answered no_means (401), and each counts against the limit
+    assert [a.json()["error"] for a in answers[:3]] == ["no_means"] * 3
+    assert [int(a.headers["X-RateLimit-Remaining"]) for a in answers[:3]] == [2, 1, 0]
+    assert all(a.headers["X-RateLimit-Limit"] == "3" for a in answers[:3])
+    assert answers[3].status_code == 403 and answers[3].json()["error"] == "rate_limit_exceeded"

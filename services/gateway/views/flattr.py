@@ -30,14 +30,23 @@ def click(user_id: int, thing_id: int, source: str = "api") -> dict:
     return current_app.extensions["clicks"].flattr(user_id, thing_id, source)
 
 
-def flattr_response(answer: dict):
+def flattr_outcome(answer: dict, base: str | None = None) -> dict | ApiError:
+    """Flattr's answer to a worker's: the body of a 200, or the error to answer; ServiceUnavailable
+    when the click was not carried out. Shared by the view and ``services.gateway.click_fast_path``."""
     status = answer.get("status")
     if status == "ok":
-        return jsonify({"message": "ok", "description": "Thing was flattred", "thing": rep.small_thing(answer["thing"])})
+        return {"message": "ok", "description": "Thing was flattred", "thing": rep.small_thing(answer["thing"], base)}
     if status in ANSWERS:
         code, description = ANSWERS[status]
-        raise ApiError(code, status, description)
+        return ApiError(code, status, description)
     raise ServiceUnavailable(f"the click could not be carried out ({status})")
+
+
+def flattr_response(answer: dict):
+    outcome = flattr_outcome(answer)
+    if isinstance(outcome, ApiError):
+        raise outcome
+    return jsonify(outcome)
 
 
 @flattr.post("/things/<int:thing_id>/flattr")
