@@ -70,10 +70,17 @@ def _public_counts(base: str) -> dict[int, int]:
     return counts
 
 
-def _queued_messages(amqp_uri: str) -> dict[str, int]:
+def _queued_messages(amqp_uri: str, patience: float = 12.0) -> dict[str, int]:
+    """Messages still waiting in the run's queues once the broker's statistics have caught up
+    (the management API refreshes them every 5 s): a backlog is still there after that."""
     vhost = unquote(urlparse(amqp_uri).path.lstrip("/"))
-    queues = requests.get(f"{RABBIT_API}/queues/{quote(vhost, safe='')}", timeout=10).json()
-    return {q["name"]: q["messages"] for q in queues if q.get("messages") and not q["name"].startswith("amq.")}
+    deadline = time.monotonic() + patience
+    while True:
+        queues = requests.get(f"{RABBIT_API}/queues/{quote(vhost, safe='')}", timeout=10).json()
+        waiting = {q["name"]: q["messages"] for q in queues if q.get("messages") and not q["name"].startswith("amq.")}
+        if not waiting or time.monotonic() > deadline:
+            return waiting
+        time.sleep(1)
 
 
 def _warm_up(base: str, script: Path) -> None:

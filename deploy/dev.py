@@ -43,11 +43,22 @@ PROCESSES = {
     "batch": [sys.executable, "-m", "services.settlement.run_batch"],
     "gateway": [sys.executable, "-m", "services.gateway"],
 }
+
+
+def processes(click_workers: int) -> dict[str, list[str]]:
+    """The children to run: ``PROCESSES``, with ``click_workers`` click workers (``click-worker``,
+    ``click-worker-2``...): competing consumers, so one commits while another fills its batch."""
+    children = dict(PROCESSES)
+    for n in range(2, click_workers + 1):
+        children[f"click-worker-{n}"] = PROCESSES["click-worker"]
+    return children
+
+
 COLOURS = {"accounts": 32, "clicks": 33, "click-worker": 93, "settlement": 35, "payouts": 34, "batch": 91, "gateway": 36, "dev": 37}
 
 
 def say(name: str, line: str) -> None:
-    prefix = f"\x1b[{COLOURS.get(name, 37)}m{name:>10}\x1b[0m" if sys.stdout.isatty() else f"{name:>10}"
+    prefix = f"\x1b[{COLOURS.get(name.rstrip('-0123456789'), 37)}m{name:>10}\x1b[0m" if sys.stdout.isatty() else f"{name:>10}"
     sys.stdout.write(f"{prefix} | {line}\n")
     sys.stdout.flush()
 
@@ -67,7 +78,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
 
-    supervisor = Supervisor(PROCESSES, env=env, say=say)
+    supervisor = Supervisor(processes(int(env["CLICK_WORKERS"])), env=env, say=say)
     supervisor.start_all()
     say("dev", f"gateway on http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']} (Ctrl-C stops everything)")
     while not stopping:

@@ -12,6 +12,16 @@ from datetime import datetime, timezone
 ENVELOPE_VERSION = 1
 
 
+def new_id() -> str:
+    """A random id in UUID form, for ids that are looked up, not kept secret (request ids, click
+    request ids): a third of the cost of ``uuid.uuid4()``, which reads the kernel's random source
+    for each. ``random`` is reseeded from that source in every forked process."""
+    import random
+
+    digits = f"{random.getrandbits(128):032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
 def envelope(event_type: str, data: dict, *, version: int = ENVELOPE_VERSION) -> dict:
     return {
         "event_id": str(uuid.uuid4()),

@@ -203,6 +203,11 @@ def configure(process_name: str, stream=None) -> None:
     if not any(isinstance(f, _ExpectedErrorsBrief) for f in containers.filters):
         containers.addFilter(_ExpectedErrorsBrief())
     logging.captureWarnings(True)  # a library's warning is a log line like any other, JSON included
+    # no line shows the caller's file and line or the thread's name, and looking them up (a walk
+    # up the stack for every line) was most of the cost of an access-log line
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
 
 
 # -- the request id of a nameko worker -----------------------------------------------------------

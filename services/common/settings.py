@@ -61,6 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MIN_PAYOUT_CENTS", "1000", "smallest payout a creator can request"),
     Setting("CLICK_BATCH_SIZE", "500", "most click requests a worker resolves in one statement and one commit"),
     Setting("CLICK_BATCH_WAIT_MS", "5", "how long a worker waits to fill a batch once it has a request"),
+    Setting("CLICK_WORKERS", "1", "click workers `make dev` starts (compose and Kubernetes scale theirs on their own)"),
     Setting("CLICK_TIMEOUT", "10", "seconds the gateway waits for a click's answer before answering 503"),
     Setting(
         "COUNTS_ANNOUNCE_SECONDS",

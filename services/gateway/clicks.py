@@ -21,11 +21,11 @@ import json
 import logging
 import threading
 import time
-import uuid
 
 import amqp
 
 from services.common.click_messages import REQUEST_QUEUE, connect, consume_forever, declare_queues
+from services.common.events import new_id
 from services.gateway import deadline as request_deadline
 from services.gateway.rpc import ServiceUnavailable
 
@@ -182,7 +182,7 @@ class ClickClient:
         if wait <= 0:
             raise ServiceUnavailable("no time left before the request's deadline")
         reply_to = self._ensure_consumer()
-        correlation_id = str(uuid.uuid4())
+        correlation_id = new_id()
         waiter = _Waiter()
         with self._waiters_lock:
             self._waiters[correlation_id] = waiter

@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 
 from flask import Flask, g, has_request_context, request
 
 from services.common import logs
+from services.common.events import new_id
 
 access_log = logging.getLogger("gateway.access")
 
@@ -36,7 +36,7 @@ def request_id_from(header: str | None) -> str:
     line must not carry whatever a client sends, nor be split by a newline in it)."""
     if header and _SANE.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return new_id().replace("-", "")
 
 
 class AccessLog:
