@@ -8,12 +8,16 @@ or payouts. The batch itself is ``services.settlement.batch``.
 from __future__ import annotations
 
 import logging
+import time
+
+import eventlet
 
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import text
 
+from services.common import topology
 from services.common.db import Database, engine_for
 from services.common.events import subscriber
 from services.common.rpc import rpc
@@ -24,6 +28,10 @@ log = logging.getLogger(__name__)
 
 RETRIES = 10
 RETRY_PAUSE_SECONDS = 60
+# how long the settlement of a period just sealed waits for budget changes still on their way
+# (the resume timer tries again after that); and a pause for the ones still in accounts' outbox
+CATCH_UP_SECONDS = 20
+BUDGET_GRACE_SECONDS = 1.0
 
 
 def log_progress(step: str, done: int, total: int) -> None:
@@ -51,7 +59,38 @@ class SettlementBatchService:
             progress=log_progress,
         )
 
-    def _settle(self, period: str) -> dict | None:
+    def _budget_changes_waiting(self) -> int:
+        """Budget changes queued for the settlement service and not yet applied to the budget
+        replica the batch charges from (settlement down or catching up after a restart)."""
+        from kombu import Connection
+
+        queue = topology.handler_queue("accounts", "budget.changed", "settlement", "on_budget_changed")
+        with Connection(self.config["AMQP_URI"], connect_timeout=5) as conn:
+            return queue(conn.default_channel).queue_declare(passive=True).message_count
+
+    def _caught_up(self, period: str, patience: float) -> bool:
+        """Whether the budgets in force at the seal have all reached the replica: the budget that
+        counts is the one in force when the period was sealed, and a change made just before the
+        seal may still be on its way (queued while the settlement service was down)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                waiting = self._budget_changes_waiting()
+            except Exception as exc:  # the broker is away: wait for it, as for the changes
+                log.info("cannot see the budget changes' queue (%s); settling %s later", exc, period)
+                return False
+            if waiting == 0:
+                return True
+            if time.monotonic() > deadline:
+                log.info("%s budget changes still on their way to settlement; settling %s later", waiting, period)
+                return False
+            eventlet.sleep(0.5)
+
+    def _settle(self, period: str, patience: float = 0.0) -> dict | None:
+        # an event published just before the seal is relayed within a poll of the outbox
+        eventlet.sleep(BUDGET_GRACE_SECONDS)
+        if not self._caught_up(period, patience):
+            return None  # still pending: the next resume() tries again
         try:
             return self._batch().run(period)
         except batch.SettlementFailed as exc:
@@ -71,7 +110,7 @@ class SettlementBatchService:
             rules.fee_basis_points(setting(self.config, "SETTLEMENT_FEE_BPS")),
         )
         self.db.commit()
-        self._settle(data["period"])
+        self._settle(data["period"], patience=CATCH_UP_SECONDS)
 
     @rpc
     def settle(self, period):
