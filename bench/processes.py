@@ -6,6 +6,17 @@ from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
+# the platform's processes by the module they run (``python -m MODULE``), named as make dev names them
+PLATFORM_MODULES = {
+    "services.accounts": "accounts",
+    "services.clicks": "clicks",
+    "services.clicks.worker": "click-worker",
+    "services.settlement": "settlement",
+    "services.settlement.run_payouts": "payouts",
+    "services.settlement.run_batch": "batch",
+    "services.gateway": "gateway",
+}
+
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU of one process so far (0 once it is gone)."""
@@ -54,16 +65,7 @@ def label_of(pid: int) -> str | None:
     broker's and the database's by their executables; None for anything else."""
     argv = _cmdline(pid)
     if "-m" in argv and argv.index("-m") + 1 < len(argv):
-        module = argv[argv.index("-m") + 1]
-        return {
-            "services.accounts": "accounts",
-            "services.clicks": "clicks",
-            "services.clicks.worker": "click-worker",
-            "services.settlement": "settlement",
-            "services.settlement.run_payouts": "payouts",
-            "services.settlement.run_batch": "batch",
-            "services.gateway": "gateway",
-        }.get(module)
+        return PLATFORM_MODULES.get(argv[argv.index("-m") + 1])
     exe = os.path.basename(argv[0]) if argv else ""
     if exe == "beam.smp" or (argv and "beam.smp" in argv[0]):
         return "rabbitmq"

@@ -53,6 +53,7 @@ from pathlib import Path
 import psycopg2
 import requests
 
+from bench.processes import PLATFORM_MODULES
 from testsupport.instances import PrivatePostgres, PrivateRabbit, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,15 +77,6 @@ CLIENT_TIMEOUT = (3.05, DEADLINE + 3.0)
 MIN_PAYOUT = 1000
 PASSWORD = "soak password 123"
 SCOPES = "flattr thing extendedread"
-PLATFORM_MODULES = {
-    "services.accounts": "accounts",
-    "services.clicks": "clicks",
-    "services.clicks.worker": "click-worker",
-    "services.settlement": "settlement",
-    "services.settlement.run_payouts": "payouts",
-    "services.settlement.run_batch": "batch",
-    "services.gateway": "gateway",
-}
 DEADLOCK = "deadlock detected"
 
 
