@@ -22,9 +22,13 @@ JSON::
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import sys
+import threading
+import time
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -140,9 +144,6 @@ class BufferedStreamHandler(logging.StreamHandler):
     FLUSH_SECONDS = 0.2
 
     def __init__(self, stream):
-        import io
-        import os
-
         try:
             stream = io.open(os.dup(stream.fileno()), "w", buffering=256 * 1024, encoding="utf-8", errors="replace")
         except (AttributeError, OSError, io.UnsupportedOperation):
@@ -154,16 +155,11 @@ class BufferedStreamHandler(logging.StreamHandler):
 
     def _ensure_flusher(self) -> None:
         # started by the first line a process writes: a forked child (the gateway's) has none
-        import os
-        import threading
-
         if self._flusher_pid != os.getpid():
             self._flusher_pid = os.getpid()
             threading.Thread(target=self._flush_now_and_then, name="log-flusher", daemon=True).start()
 
     def _flush_now_and_then(self) -> None:
-        import time
-
         while True:
             time.sleep(self.FLUSH_SECONDS)
             try:

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from http import HTTPStatus
 
 from services.gateway import metrics
 from services.gateway.auth import token_key
@@ -84,10 +85,8 @@ class ClickFastPath:
         else:
             status, body = 200, outcome
         payload = json.dumps(body).encode()
-        start_response(f"{status} {_REASONS[status]}", headers + [("Content-Length", str(len(payload)))])
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers + [("Content-Length", str(len(payload)))])
         metrics.REQUESTS.labels("POST", RULE, str(status)).inc()
         self._latency.observe(time.perf_counter() - started)
         return [payload]
 
-
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 503: "Service Unavailable"}
