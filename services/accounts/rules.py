@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from services.common.errors import InvalidParameters
-from services.common.things import title_from_url  # noqa: F401  (part of the catalog's rules)
+from services.common.things import MAX_URL, TITLE_LENGTH, USERNAME_RULE, BadAutoSubmit, auto_submit_from_url, is_username
 
 CATEGORIES = (
     ("text", "Text"),
@@ -36,12 +36,10 @@ LANGUAGE_IDS = frozenset(code for code, _ in LANGUAGES)
 
 SCOPES = frozenset({"flattr", "thing", "email", "extendedread"})
 
-USERNAME_RE = re.compile(r"^[a-z0-9_-]{3,32}$")
 # Syntax only (no DNS): one @, a local part without spaces, a dotted domain.
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
-MAX_URL = 2000
 MIN_BUDGET_CENTS = 200
 PROFILE_FIELDS = {"firstname": 100, "lastname": 100, "avatar": 2000, "about": 1000, "city": 100, "country": 100}
 
@@ -56,8 +54,8 @@ def _text(value, field: str) -> str:
 
 def validate_username(value) -> str:
     value = _text(value, "username")
-    if not USERNAME_RE.match(value):
-        raise InvalidParameters("username must be 3 to 32 characters of a-z, 0-9, _ and -")
+    if not is_username(value):
+        raise InvalidParameters(f"username must be {USERNAME_RULE}")
     return value
 
 
@@ -157,8 +155,8 @@ def validate_thing_fields(fields: dict, *, creating: bool) -> dict:
         if title is None and creating:
             raise InvalidParameters("title is required")
         title = _text(title, "title").strip()
-        if not 5 <= len(title) <= 100:
-            raise InvalidParameters("title must be 5 to 100 characters")
+        if not TITLE_LENGTH[0] <= len(title) <= TITLE_LENGTH[1]:
+            raise InvalidParameters(f"title must be {TITLE_LENGTH[0]} to {TITLE_LENGTH[1]} characters")
         out["title"] = title
     if fields.get("description") is not None:
         description = _text(fields["description"], "description")
@@ -187,30 +185,17 @@ def validate_thing_fields(fields: dict, *, creating: bool) -> dict:
     return out
 
 
-@dataclass(frozen=True)
-class AutoSubmit:
-    username: str
-    url: str
-    fields: dict
-
-
-def parse_auto_submit(url: str) -> AutoSubmit | None:
-    """An auto-submit URL (``.../submit/auto?user_id=U&url=...``) or None for any other URL."""
+def auto_submit(url: str):
+    """The auto-submit request ``url`` makes (``services.common.things.AutoSubmit``, with
+    ``hidden`` as a boolean), or None for any other URL; a broken one is ``InvalidParameters``."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if not parts.path.rstrip("/").endswith("/submit/auto"):
-        return None
-    query = parse_qs(parts.query, keep_blank_values=True)
-    user = (query.get("user_id") or [""])[0]
-    target = (query.get("url") or [""])[0]
-    if not user or not target:
-        return None
-    fields = {k: query[k][0] for k in ("title", "description", "language", "tags", "category") if query.get(k, [""])[0]}
-    if query.get("hidden", [""])[0]:
-        fields["hidden"] = query["hidden"][0].lower() in ("1", "true")
-    return AutoSubmit(username=user, url=target, fields=fields)
+        auto = auto_submit_from_url(url)
+    except BadAutoSubmit as exc:
+        raise InvalidParameters(f"not a valid auto-submit URL: {exc}") from None
+    if auto is not None and "hidden" in auto.fields:
+        fields = dict(auto.fields, hidden=auto.fields["hidden"].strip().lower() in ("1", "true"))
+        auto = type(auto)(username=auto.username, url=auto.url, fields=fields)
+    return auto
 
 
 @dataclass(frozen=True)

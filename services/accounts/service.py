@@ -16,16 +16,18 @@ from sqlalchemy.exc import IntegrityError
 
 from services.accounts import claims, rules
 from services.accounts.models import AccessToken, AuthorizationCode, OAuthClient, Thing, User, outbox
-from services.common.db import Database
-from services.common.events import batch_subscriber, first_seen_many
-from services.common.rpc import rpc
 from services.common import settings
+from services.common.db import Database
 from services.common.errors import ClaimRefused, Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized, UserNotFound
+from services.common.events import batch_subscriber, first_seen_many
+from services.common.money import CURRENCY
 from services.common.outbox import Outbox
+from services.common.paging import MAX_ID, offset, page_and_count
+from services.common.rpc import rpc
+from services.common.things import MAX_TOKEN_NAME, title_from_url
+from services.common.times import unix
 
 MAX_BUDGET_CENTS = 100000
-MAX_PAGE_SIZE = 100
-MAX_ID = 2**63 - 1
 CODE_LIFETIME = timedelta(minutes=10)
 
 _hasher = PasswordHasher()
@@ -36,10 +38,6 @@ _DUMMY_HASH = _hasher.hash("not a real password")
 def _digest(secret: str) -> str:
     """Tokens, codes and client secrets are random and long, so a plain SHA-256 is a safe lookup key."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _unix(ts: datetime | None) -> int | None:
-    return int(ts.timestamp()) if ts is not None else None
 
 
 def _user_dict(user: User) -> dict:
@@ -53,7 +51,7 @@ def _user_dict(user: User) -> dict:
         "city": user.city,
         "country": user.country,
         "email": user.email,
-        "registered_at": _unix(user.registered_at),
+        "registered_at": unix(user.registered_at),
     }
 
 
@@ -68,20 +66,10 @@ def _thing_dict(thing: Thing, owner: User | None) -> dict:
         "tags": list(thing.tags or []),
         "hidden": bool(thing.hidden),
         "image": thing.image,
-        "created_at": _unix(thing.created_at),
-        "updated_at": _unix(thing.updated_at),
+        "created_at": unix(thing.created_at),
+        "updated_at": unix(thing.updated_at),
         "owner": {"id": owner.id, "username": owner.username} if owner else None,
     }
-
-
-def _page(page, count) -> tuple[int, int]:
-    try:
-        page, count = int(page or 1), int(count or 30)
-    except (TypeError, ValueError):
-        raise InvalidParameters("page and count must be integers") from None
-    if page < 1 or not 1 <= count <= MAX_PAGE_SIZE:
-        raise InvalidParameters(f"page starts at 1 and count is 1 to {MAX_PAGE_SIZE}")
-    return page, count
 
 
 class AccountsService:
@@ -150,16 +138,16 @@ class AccountsService:
             raise UserNotFound("no such user")
         if user.budget_cents != amount:
             user.budget_cents = amount
-            self.events.record(self.db, "budget.changed", {"user_id": user_id, "budget": amount, "currency": "EUR"})
+            self.events.record(self.db, "budget.changed", {"user_id": user_id, "budget": amount, "currency": CURRENCY})
         self.db.commit()
-        return {"amount": amount, "currency": "EUR"}
+        return {"amount": amount, "currency": CURRENCY}
 
     @rpc
     def get_budget(self, user_id):
         user = self.db.get(User, user_id)
         if user is None:
             raise UserNotFound("no such user")
-        return {"amount": user.budget_cents, "currency": "EUR"}
+        return {"amount": user.budget_cents, "currency": CURRENCY}
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -173,9 +161,9 @@ class AccountsService:
     @rpc
     def create_personal_token(self, user_id, scope, name=""):
         scopes = rules.parse_scopes(scope)
-        name = (name or "")[:100] if isinstance(name, str) or name is None else None
-        if name is None:
-            raise InvalidParameters("name must be a string")
+        name = name or ""
+        if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME or not rules.is_storable(name):
+            raise InvalidParameters(f"name must be text of at most {MAX_TOKEN_NAME} characters")
         token = self._issue_token(user_id, "personal", scopes, name)
         self.db.commit()
         return {"access_token": token, "token_type": "bearer", "scope": " ".join(scopes)}
@@ -185,7 +173,7 @@ class AccountsService:
         rows = self.db.scalars(
             select(AccessToken).where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None)).order_by(AccessToken.id)
         )
-        return [{"id": t.id, "name": t.name, "scope": t.scopes, "kind": t.kind, "created_at": _unix(t.created_at)} for t in rows]
+        return [{"id": t.id, "name": t.name, "scope": t.scopes, "kind": t.kind, "created_at": unix(t.created_at)} for t in rows]
 
     @rpc
     def revoke_token(self, user_id, token_id):
@@ -401,7 +389,7 @@ class AccountsService:
         if not isinstance(fields, dict):
             raise InvalidParameters("fields must be an object")
         url = rules.validate_url(fields.get("url"))
-        if rules.parse_auto_submit(url):
+        if rules.auto_submit(url):
             raise InvalidParameters("url must be the thing's own URL, not an auto-submit URL")
         checked = rules.validate_thing_fields(fields, creating=True)
         thing = self._insert_thing(owner_id, url, checked)
@@ -413,7 +401,7 @@ class AccountsService:
     def create_unclaimed_thing(self, url, title=None):
         """A thing flattred by URL before its creator joined: no owner, titled from the URL."""
         url = rules.validate_url(url)
-        fields = rules.validate_thing_fields({"title": title or rules.title_from_url(url)}, creating=True)
+        fields = rules.validate_thing_fields({"title": title or title_from_url(url)}, creating=True)
         thing = self._insert_thing(None, url, fields)
         self._thing_event("thing.created", thing)
         self.db.commit()
@@ -524,11 +512,11 @@ class AccountsService:
 
     @rpc
     def user_things(self, owner_id, include_hidden, page=1, count=30):
-        page, count = _page(page, count)
+        page, count = page_and_count(page, count)
         query = select(Thing).where(Thing.owner_id == owner_id, Thing.deleted_at.is_(None))
         if not include_hidden:
             query = query.where(Thing.hidden.is_(False))
-        things = self.db.scalars(query.order_by(Thing.id.desc()).offset((page - 1) * count).limit(count)).all()
+        things = self.db.scalars(query.order_by(Thing.id.desc()).offset(offset(page, count)).limit(count)).all()
         return self._with_owners(things)
 
     @rpc
@@ -538,7 +526,7 @@ class AccountsService:
             raise InvalidParameters("url is required")
         if not rules.is_storable(url):
             raise NotFound("no thing has this url")
-        auto = rules.parse_auto_submit(url)
+        auto = rules.auto_submit(url)
         target = auto.url if auto else url
         thing_id = self.db.scalar(select(Thing.id).where(Thing.url == target, Thing.deleted_at.is_(None)))
         if thing_id is None:
@@ -551,7 +539,7 @@ class AccountsService:
         created on this first flattr and owned by its ``user_id``; for any other http(s) URL, an
         unclaimed thing titled from the URL. Returns ``{"id", "created"}``."""
         url = rules.validate_url(url)
-        auto = rules.parse_auto_submit(url)
+        auto = rules.auto_submit(url)
         target = rules.validate_url(auto.url) if auto else url
         existing = self.db.scalar(select(Thing.id).where(Thing.url == target, Thing.deleted_at.is_(None)))
         if existing:
@@ -561,11 +549,11 @@ class AccountsService:
             if owner is None:
                 raise NotFound("the auto-submit URL names no user of this platform")
             fields = dict(auto.fields)
-            fields.setdefault("title", rules.title_from_url(target))
+            fields.setdefault("title", title_from_url(target))
             checked = rules.validate_thing_fields(fields, creating=True)
         else:
             owner = None
-            checked = rules.validate_thing_fields({"title": rules.title_from_url(target)}, creating=True)
+            checked = rules.validate_thing_fields({"title": title_from_url(target)}, creating=True)
         try:
             thing = self._insert_thing(owner, target, checked)
         except Conflict as exc:  # created by a concurrent first flattr
@@ -585,7 +573,7 @@ class AccountsService:
     def search_things(self, params, viewer_id=None):
         if not isinstance(params, dict):
             raise InvalidParameters("params must be an object")
-        page, count = _page(params.get("page"), params.get("count"))
+        page, count = page_and_count(params.get("page"), params.get("count"))
         visible = Thing.hidden.is_(False)
         if viewer_id is not None:
             visible = or_(visible, Thing.owner_id == viewer_id)
@@ -631,5 +619,5 @@ class AccountsService:
         else:
             score = rules.popularity(sort)
             order = [text(f"coalesce((SELECT {score} FROM accounts.thing_daily_counts c WHERE c.thing_id = things.id), 0) DESC"), Thing.id.desc()]
-        things = self.db.scalars(query.order_by(*order).offset((page - 1) * count).limit(count)).all()
+        things = self.db.scalars(query.order_by(*order).offset(offset(page, count)).limit(count)).all()
         return {"total_items": total, "page": page, "things": self._with_owners(things)}

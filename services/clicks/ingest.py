@@ -21,7 +21,6 @@ EXPIRED = "expired"
 # the request could not be judged (the owner of its thing or reader could not be asked): not carried out
 UNAVAILABLE = "unavailable"
 SOURCES = ("api", "button", "subscription")
-MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)

@@ -8,34 +8,23 @@ from __future__ import annotations
 
 import logging
 
-from services.common.events import first_seen, subscriber
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import select, text
 
 from services.clicks import counts, periods
-from services.common import settings
 from services.clicks.models import Subscription, outbox
+from services.common import settings
 from services.common.db import Database
 from services.common.errors import InvalidParameters, NotFound, Subscribed, ThingOwner
+from services.common.events import first_seen, subscriber
 from services.common.outbox import Outbox
+from services.common.paging import offset, page_and_count
 from services.common.rpc import rpc
+from services.common.things import SUBSCRIPTION_LENGTHS
+from services.common.times import unix
 
 log = logging.getLogger(__name__)
-
-SUBSCRIPTION_LENGTHS = (3, 6, 12)
-MAX_PAGE = 100
-
-
-def _unix(ts):
-    return int(ts.timestamp()) if ts is not None else None
-
-
-def _page(page, count):
-    if not isinstance(page, int) or not isinstance(count, int) or page < 1 or not 1 <= count <= MAX_PAGE:
-        raise InvalidParameters(f"page starts at 1 and count is 1 to {MAX_PAGE}")
-    return (page - 1) * count, count
-
 
 class ClicksService:
     name = "clicks"
@@ -135,7 +124,7 @@ class ClicksService:
     @rpc
     def open_period(self):
         row = self.db.execute(text("SELECT id, starts_at FROM clicks.periods WHERE state = 'open'")).first()
-        return {"id": row.id, "starts_at": _unix(row.starts_at)}
+        return {"id": row.id, "starts_at": unix(row.starts_at)}
 
     @rpc
     def close_period(self, expected=None):
@@ -210,7 +199,7 @@ class ClicksService:
             )
         )
         return [
-            {"id": r.id, "state": r.state, "starts_at": _unix(r.starts_at), "sealed_at": _unix(r.sealed_at), "clicks": r.clicks}
+            {"id": r.id, "state": r.state, "starts_at": unix(r.starts_at), "sealed_at": unix(r.sealed_at), "clicks": r.clicks}
             for r in rows
         ]
 
@@ -245,12 +234,12 @@ class ClicksService:
             ),
             {"ids": thing_ids, "u": user_id},
         )
-        return {str(r.id): {"flattrs": r.flattrs, "last_flattr_at": _unix(r.last_flattr_at), "flattred": r.flattred} for r in rows}
+        return {str(r.id): {"flattrs": r.flattrs, "last_flattr_at": unix(r.last_flattr_at), "flattred": r.flattred} for r in rows}
 
     @rpc
     def flattrs(self, user_id=None, thing_id=None, page=1, count=30, thing_ids=None):
         """Clicks by a reader, or of a thing (or of any of ``thing_ids``), newest first."""
-        offset, limit = _page(page, count)
+        page, limit = page_and_count(page, count)
         if user_id is not None:
             where, value = "user_id = :v", user_id
         elif thing_ids is not None:
@@ -259,9 +248,9 @@ class ClicksService:
             where, value = "thing_id = :v", thing_id
         rows = self.db.execute(
             text(f"SELECT user_id, thing_id, period_id, created_at FROM clicks.clicks WHERE {where} ORDER BY id DESC OFFSET :o LIMIT :l"),
-            {"v": value, "o": offset, "l": limit},
+            {"v": value, "o": offset(page, limit), "l": limit},
         )
-        return [{"user_id": r.user_id, "thing_id": r.thing_id, "period": r.period_id, "created_at": _unix(r.created_at)} for r in rows]
+        return [{"user_id": r.user_id, "thing_id": r.thing_id, "period": r.period_id, "created_at": unix(r.created_at)} for r in rows]
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -270,13 +259,13 @@ class ClicksService:
             "thing_id": sub.thing_id,
             "months": sub.periods_left,
             "paused": sub.paused,
-            "created_at": _unix(sub.created_at),
+            "created_at": unix(sub.created_at),
         }
 
     @rpc
     def subscribe(self, user_id, thing_id, months=None):
         if months is not None and months not in SUBSCRIPTION_LENGTHS:
-            raise InvalidParameters("months must be 3, 6 or 12 (or absent: until cancelled)")
+            raise InvalidParameters(f"months must be one of {', '.join(map(str, SUBSCRIPTION_LENGTHS))} (or absent: until cancelled)")
         owner = self._known_thing(thing_id)
         if owner == user_id:
             raise ThingOwner("you cannot subscribe to your own thing")

@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from services.common import logs, settings
 from services.clicks import ingest
+from services.common.paging import is_id
 from services.common.click_messages import DEAD_LETTER_QUEUE, REQUEST_QUEUE, buffered, connect, declare_queues
 
 log = logging.getLogger("clicks.worker")
@@ -131,7 +132,7 @@ class ClickWorker:
             return
         impossible = []
         for request in items:
-            if 0 < request.thing_id <= ingest.MAX_ID and 0 < request.user_id <= ingest.MAX_ID:
+            if is_id(request.thing_id) and is_id(request.user_id):
                 self.buffer.append(Message(message.delivery_tag, reply_to, request))
             else:
                 # no such row can exist (ids are PostgreSQL bigints): answered without the database

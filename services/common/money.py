@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_CURRENCY = "EUR"
+# the one currency of the ledger (ARCHITECTURE.md); every amount the API shows carries it
+CURRENCY = "EUR"
 
 
 @dataclass(frozen=True, order=True)
 class Money:
     cents: int
-    currency: str = DEFAULT_CURRENCY
+    currency: str = CURRENCY
 
     def __post_init__(self):
         # bool is an int subclass; True cents is a bug, not money.
@@ -37,9 +38,6 @@ class Money:
 
     def __bool__(self) -> bool:
         return self.cents != 0
-
-    def to_json(self) -> dict:
-        return {"amount": self.cents, "currency": self.currency}
 
     def __str__(self) -> str:
         sign = "-" if self.cents < 0 else ""

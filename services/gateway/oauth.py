@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
-from flask import current_app
+
+from services.gateway import rpc
 
 SCOPES = ("flattr", "thing", "email", "extendedread")
-
-
-def _rpc(method, *args, **kwargs):
-    return current_app.extensions["rpc"].call("accounts", method, *args, **kwargs)
 
 
 class Client(ClientMixin):
@@ -38,7 +35,7 @@ class Client(ClientMixin):
         return redirect_uri == self.redirect_uri
 
     def check_client_secret(self, client_secret):
-        return bool(_rpc("check_client_secret", self.client_id, client_secret))
+        return bool(rpc.call("accounts", "check_client_secret", self.client_id, client_secret))
 
     def check_endpoint_auth_method(self, method, endpoint):
         return endpoint != "token" or method in ("client_secret_basic", "client_secret_post")
@@ -77,10 +74,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def save_authorization_code(self, code, request):
-        _rpc("store_authorization_code", code, request.client.client_id, request.user.id, request.payload.redirect_uri, request.scope or "")
+        rpc.call("accounts", "store_authorization_code", code, request.client.client_id, request.user.id, request.payload.redirect_uri, request.scope or "")
 
     def query_authorization_code(self, code, client):
-        data = _rpc("take_authorization_code", code, client.client_id)
+        data = rpc.call("accounts", "take_authorization_code", code, client.client_id)
         return Grant(data) if data else None
 
     def delete_authorization_code(self, authorization_code):
@@ -95,13 +92,13 @@ def _query_client(client_id):
     from services.common.errors import NotFound
 
     try:
-        return Client(_rpc("get_client", client_id))
+        return Client(rpc.call("accounts", "get_client", client_id))
     except NotFound:
         return None
 
 
 def _save_token(token, request):
-    _rpc("store_oauth_token", token["access_token"], request.client.client_id, request.user.id, token.get("scope", ""))
+    rpc.call("accounts", "store_oauth_token", token["access_token"], request.client.client_id, request.user.id, token.get("scope", ""))
 
 
 def init_oauth(app) -> AuthorizationServer:

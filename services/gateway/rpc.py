@@ -148,3 +148,11 @@ class RpcPool:
             except queue.Empty:
                 return
             self._discard(item)
+
+
+def call(service: str, method: str, *args, **kwargs):
+    """``service.method(*args, **kwargs)`` through the app's RPC pool, within the request's deadline:
+    how every view talks to the services."""
+    from flask import current_app
+
+    return current_app.extensions["rpc"].call(service, method, *args, **kwargs)

@@ -40,7 +40,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from services.common.db import copy
+from services.common.money import CURRENCY
 from services.common.outbox import TableRecorder, record_many
+from services.common.periods import is_period_id
+from services.common.times import unix
 from services.settlement import escrow, ledger, money_flows
 from services.settlement.models import outbox
 
@@ -48,7 +51,6 @@ log = logging.getLogger(__name__)
 
 BATCH_LOCK = "hashtext('settlement:batch')"
 WORK_MEM = "256MB"
-PERIOD_ID = re.compile(r"[0-9]{4}-[0-9]{2}(\.[0-9]{1,8})?")
 
 
 class SettlementFailed(Exception):
@@ -66,7 +68,7 @@ class Sources:
 
 
 def partition_name(period: str) -> str:
-    if not isinstance(period, str) or not PERIOD_ID.fullmatch(period):
+    if not is_period_id(period):
         raise ValueError(f"not a period id: {period!r}")
     return "period_clicks_" + re.sub(r"[^0-9]", "_", period)
 
@@ -97,16 +99,12 @@ def status(session: Session, period: str) -> dict | None:
         "policy": row["policy"],
         "fee_bps": row["fee_bps"],
         "attempts": row["attempts"],
-        "started_at": _unix(row["started_at"]),
-        "settled_at": _unix(row["settled_at"]),
+        "started_at": unix(row["started_at"]),
+        "settled_at": unix(row["settled_at"]),
     }
     if row["state"] == "failed":
         out["reason"] = row["reason"]
     return out
-
-
-def _unix(ts) -> int | None:
-    return int(ts.timestamp()) if ts is not None else None
 
 
 class Batch:
@@ -468,7 +466,7 @@ class Batch:
             "revenue": int(credits.paid),
             "escrow": int(credits.held),
             "charity": int(charges.charity),
-            "currency": "EUR",
+            "currency": CURRENCY,
         }
 
     def _announce(self, session: Session, params: dict, totals: dict) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from services.common.money import CURRENCY, Money
 from services.common.outbox import record_many
 from services.settlement import ledger, money_flows
-from services.common.money import Money
 
 ESCROW_LOCK = "SELECT pg_advisory_xact_lock(hashtext('settlement:escrow'))"
 
@@ -65,14 +65,14 @@ def release_owned(session: Session, events, thing_ids: list[int] | None = None) 
             ),
             {"o": row.owner_id, "t": transaction_id, "i": row.thing_id, "p": row.periods},
         )
-        data = {"thing_id": row.thing_id, "user_id": row.owner_id, "amount": amount, "currency": "EUR", "periods": row.periods,
+        data = {"thing_id": row.thing_id, "user_id": row.owner_id, "amount": amount, "currency": CURRENCY, "periods": row.periods,
                 "to_revenue": earned, "to_wallet": own}
         events.record(session, "escrow.released", data)
         if earned > 0:
             events.record(
                 session,
                 "revenue.credited",
-                {"user_id": row.owner_id, "amount": earned, "currency": "EUR", "source": "escrow",
+                {"user_id": row.owner_id, "amount": earned, "currency": CURRENCY, "source": "escrow",
                  "periods": row.periods, "thing_id": row.thing_id},
             )
         if own:

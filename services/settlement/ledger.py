@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.common.errors import DomainError
-from services.common.money import Money
+from services.common.money import CURRENCY, Money
 
 SINGLETONS = ("fees", "charity", "clearing", "payouts_in_flight", "adjustments")
 
@@ -153,5 +153,5 @@ def check(session: Session) -> dict:
         "ok": not failures,
         "failures": failures,
         "totals": {**totals, "deposits": deposits, "paid_out": paid_out},
-        "currency": "EUR",
+        "currency": CURRENCY,
     }

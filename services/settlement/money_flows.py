@@ -11,28 +11,24 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from services.common.errors import InvalidParameters
-from services.common.money import Money
+from services.common.money import CURRENCY, Money
+from services.common.times import unix
 from services.settlement import ledger, rules
 from services.settlement.models import Budget, Deposit, Payout
 from services.settlement.providers import ProviderResult
 
-
 # how long a payout the provider keeps answering "error" for is retried before it is failed
 PROVIDER_ERROR_PATIENCE = timedelta(hours=24)
-
-
-def _unix(ts) -> int | None:
-    return int(ts.timestamp()) if ts is not None else None
 
 
 def deposit_dict(deposit: Deposit) -> dict:
     return {
         "id": deposit.id,
         "amount": deposit.amount,
-        "currency": "EUR",
+        "currency": CURRENCY,
         "idempotency_key": deposit.idempotency_key,
         "state": "completed",
-        "created_at": _unix(deposit.created_at),
+        "created_at": unix(deposit.created_at),
     }
 
 
@@ -40,11 +36,11 @@ def payout_dict(payout: Payout) -> dict:
     out = {
         "id": payout.id,
         "amount": payout.amount,
-        "currency": "EUR",
+        "currency": CURRENCY,
         "idempotency_key": payout.idempotency_key,
         "state": payout.state,
-        "created_at": _unix(payout.created_at),
-        "updated_at": _unix(payout.updated_at),
+        "created_at": unix(payout.created_at),
+        "updated_at": unix(payout.updated_at),
     }
     if payout.state == "failed":
         out["reason"] = payout.reason
@@ -70,7 +66,7 @@ def refresh_means(session: Session, events, user_id: int) -> bool:
     if before != now:
         session.execute(text("UPDATE settlement.means SET has_means = :m, updated_at = now() WHERE user_id = :u"), {"u": user_id, "m": now})
         events.record(
-            session, "means.changed", {"user_id": user_id, "has_means": now, "balance": balance, "budget": budget, "currency": "EUR"}
+            session, "means.changed", {"user_id": user_id, "has_means": now, "balance": balance, "budget": budget, "currency": CURRENCY}
         )
     return now
 
@@ -115,7 +111,7 @@ def request_payout(session: Session, events, user_id: int, amount: Money, key: s
         raise InvalidParameters("the amount is more than your revenue balance") from None
     session.refresh(payout)
     events.record(
-        session, "payout.requested", {"payout_id": payout.id, "user_id": user_id, "amount": amount.cents, "currency": "EUR"}
+        session, "payout.requested", {"payout_id": payout.id, "user_id": user_id, "amount": amount.cents, "currency": CURRENCY}
     )
     return payout
 
@@ -132,7 +128,7 @@ def settle_payout(session: Session, events, payout_id: int, result: ProviderResu
             return None
     amount = Money(payout.amount)
     in_flight = ledger.account(session, "payouts_in_flight")
-    data = {"payout_id": payout.id, "user_id": payout.user_id, "amount": payout.amount, "currency": "EUR"}
+    data = {"payout_id": payout.id, "user_id": payout.user_id, "amount": payout.amount, "currency": CURRENCY}
     if result.approved:
         clearing = ledger.account(session, "clearing")
         ledger.transfer(session, "payout_completed", f"payout:{payout.id}:complete", in_flight, clearing, amount, {"provider_ref": result.reference})

@@ -9,9 +9,9 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from services.common.db import Database
-from services.common.events import first_seen, subscriber
 from services.common.errors import Conflict, InvalidParameters, NotFound, PaymentDeclined, ProviderError
-from services.common.money import Money
+from services.common.events import first_seen, subscriber
+from services.common.money import CURRENCY, Money
 from services.common.outbox import Outbox
 from services.common.rpc import rpc
 from services.common.settings import setting
@@ -115,7 +115,7 @@ class SettlementService:
     def wallet(self, user_id):
         balance = ledger.balance(self.db, "wallet", user_id).cents
         budget = money_flows.budget_of(self.db, user_id)
-        return {"balance": balance, "budget": budget, "currency": "EUR", "has_means": rules.has_means(budget, balance)}
+        return {"balance": balance, "budget": budget, "currency": CURRENCY, "has_means": rules.has_means(budget, balance)}
 
     @rpc
     def means_of(self, user_ids):
@@ -210,7 +210,7 @@ class SettlementService:
     def revenue(self, user_id):
         return {
             "balance": ledger.balance(self.db, "revenue", user_id).cents,
-            "currency": "EUR",
+            "currency": CURRENCY,
             "periods": statements.revenue_by_period(self.db, user_id),
         }
 
@@ -251,7 +251,7 @@ class SettlementService:
         escrow.lock(self.db)
         refunded = escrow.refund_stale(self.db, self.events, days)
         self.db.commit()
-        return {"refunded": refunded, "count": len(refunded), "amount": sum(r["amount"] for r in refunded), "currency": "EUR"}
+        return {"refunded": refunded, "count": len(refunded), "amount": sum(r["amount"] for r in refunded), "currency": CURRENCY}
 
     @timer(interval=3600)
     def refund_escrow_hourly(self):

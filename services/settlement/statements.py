@@ -9,6 +9,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from services.common.money import CURRENCY
+
 # where a reader's share of a thing ended up, by the state of that thing's credit
 DESTINATIONS = {"paid": "revenue", "released": "revenue", "held": "escrow", "refunded": "refunded"}
 
@@ -28,7 +30,7 @@ def statement(session: Session, user_id: int, period: str) -> dict | None:
     state = session.execute(text("SELECT state FROM settlement.settlements WHERE period = :p"), {"p": period}).scalar()
     if state is None:
         return None
-    out = {"period": period, "state": state, "currency": "EUR", "charged": None, "spent": [], "refunded": 0,
+    out = {"period": period, "state": state, "currency": CURRENCY, "charged": None, "spent": [], "refunded": 0,
            "earned": {"amount": 0, "things": []}}
     if state != "settled":
         return out

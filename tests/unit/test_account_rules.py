@@ -2,6 +2,7 @@ import pytest
 
 from services.accounts import rules
 from services.common.errors import InvalidParameters
+from services.common.things import title_from_url
 
 
 @pytest.mark.parametrize("name", ["abc", "a_b-c", "x" * 32, "user123"])
@@ -68,14 +69,16 @@ def test_thing_urls_must_be_http(url):
 
 
 def test_auto_submit_urls_are_recognised_with_their_fields():
-    auto = rules.parse_auto_submit(
+    auto = rules.auto_submit(
         "https://flattr.example/submit/auto?user_id=alice&url=https%3A%2F%2Fblog.example%2Fp%3Fa%3D1&title=My+post&tags=a,b&hidden=1"
     )
     assert auto.username == "alice"
     assert auto.url == "https://blog.example/p?a=1"
     assert auto.fields == {"title": "My post", "tags": "a,b", "hidden": True}
-    assert rules.parse_auto_submit("https://blog.example/submit/other?user_id=a&url=b") is None
-    assert rules.parse_auto_submit("https://flattr.example/submit/auto?user_id=alice") is None
+    assert rules.auto_submit("https://blog.example/submit/other?user_id=a&url=b") is None
+    assert rules.auto_submit("https://flattr.example/submit/auto?user_id=alice") is None
+    with pytest.raises(InvalidParameters):
+        rules.auto_submit("https://flattr.example/submit/auto?user_id=Not+A+User&url=https%3A%2F%2Fblog.example%2F")
 
 
 def test_tag_query_and_binds_tighter_than_or():
@@ -86,5 +89,5 @@ def test_tag_query_and_binds_tighter_than_or():
 
 
 def test_title_from_url_uses_host_and_path():
-    assert rules.title_from_url("https://blog.example.com/posts/1?x=y") == "blog.example.com/posts/1"
-    assert len(rules.title_from_url("http://a.b")) >= 5
+    assert title_from_url("https://blog.example.com/posts/1?x=y") == "blog.example.com/posts/1"
+    assert len(title_from_url("http://a.b")) >= 5

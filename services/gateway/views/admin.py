@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify
 
 from services.common import settings
 from services.common.errors import NotFound, UserNotFound
+from services.gateway import rpc
 from services.gateway import params
 from services.gateway.auth import bearer_token
 from services.gateway.errors import ApiError
@@ -14,9 +15,6 @@ from services.gateway.views.money import period_id
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
-
-def rpc(service: str, method: str, *args, **kwargs):
-    return current_app.extensions["rpc"].call(service, method, *args, **kwargs)
 
 
 @admin.before_request
@@ -31,7 +29,7 @@ def _operators_only():
 
 @admin.get("/ledger/check")
 def ledger_check():
-    result = rpc("settlement", "ledger_check")
+    result = rpc.call("settlement", "ledger_check")
     return jsonify(result), 200 if result["ok"] else 500
 
 
@@ -46,10 +44,10 @@ def adjust():
     key = params.text(data.get("idempotency_key"), "idempotency_key", required=True)
     actor = params.text(data.get("actor"), "actor") or "admin"
     try:
-        user = rpc("accounts", "get_user", username=username)
+        user = rpc.call("accounts", "get_user", username=username)
     except UserNotFound:
         raise ApiError(404, "not_found", "no such user") from None
-    result = rpc("settlement", "adjust", account, user["id"], amount, reason, actor, key)
+    result = rpc.call("settlement", "adjust", account, user["id"], amount, reason, actor, key)
     return jsonify(result), 201 if result["created"] else 200
 
 
@@ -57,11 +55,11 @@ def adjust():
 def list_periods():
     """The clicks service's periods, with the settlement's progress: a sealed period reads
     ``settling`` or ``settled`` once its settlement has begun or finished."""
-    found = rpc("clicks", "list_periods")
+    found = rpc.call("clicks", "list_periods")
     sealed = [p["id"] for p in found if p["state"] == "sealed"]
     settlements = {}
     for start in range(0, len(sealed), 1000):  # the RPC takes up to 1000 periods at a time
-        settlements.update(rpc("settlement", "settlement_states", sealed[start : start + 1000]))
+        settlements.update(rpc.call("settlement", "settlement_states", sealed[start : start + 1000]))
     for period in found:
         settlement = settlements.get(period["id"])
         period["settlement"] = settlement or ("pending" if period["state"] == "sealed" else None)
@@ -75,10 +73,10 @@ def settlement(period):
     """A period's settlement: ``pending``, ``settling``, ``settled`` or ``failed`` (with the reason)."""
     period = period_id(period)
     try:
-        return jsonify(rpc("settlement", "settlement", period))
+        return jsonify(rpc.call("settlement", "settlement", period))
     except NotFound:
         pass
-    sealed = next((p for p in rpc("clicks", "list_periods") if p["id"] == period and p["state"] == "sealed"), None)
+    sealed = next((p for p in rpc.call("clicks", "list_periods") if p["id"] == period and p["state"] == "sealed"), None)
     if sealed is None:
         raise ApiError(404, "not_found", "no sealed period with this id")
     # sealed, and its period.sealed event is on its way to the batch runner
@@ -90,13 +88,13 @@ def refund_escrow():
     """Refund escrow held longer than ``older_than_days`` (default: the hold period) to the readers now."""
     data = params.body()
     days = data.get("older_than_days")
-    result = rpc("settlement", "refund_stale_escrow", None if days is None else params.integer(days, "older_than_days", minimum=0, maximum=100000))
+    result = rpc.call("settlement", "refund_stale_escrow", None if days is None else params.integer(days, "older_than_days", minimum=0, maximum=100000))
     return jsonify(result)
 
 
 @admin.post("/periods/close")
 def close_period():
-    closed = rpc("clicks", "close_period")
+    closed = rpc.call("clicks", "close_period")
     if closed is None:
         raise ApiError(409, "conflict", "the period was closed by someone else at the same moment; try again")
     return jsonify(closed)

@@ -7,6 +7,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.common.errors import Conflict, NotFound, Unauthorized
+from services.gateway import rpc
 from services.gateway import params, representations as rep
 from services.gateway.auth import current_caller, require
 from services.gateway.errors import ApiError
@@ -17,9 +18,6 @@ api = Blueprint("api", __name__, url_prefix="/rest/v2")
 THING_FIELDS = ("url", "title", "description", "category", "language", "tags", "hidden", "image")
 MAX_IDS = 100
 
-
-def rpc(service: str, method: str, *args, **kwargs):
-    return current_app.extensions["rpc"].call(service, method, *args, **kwargs)
 
 
 def _thing_fields(data: dict) -> dict:
@@ -41,7 +39,7 @@ def with_counts(things: list[dict], caller) -> list[dict]:
     """Things from accounts with their click counts (and, for a caller, ``flattred``) from clicks."""
     if not things:
         return []
-    counts = rpc("clicks", "counts", [t["id"] for t in things], caller.user_id if caller else None)
+    counts = rpc.call("clicks", "counts", [t["id"] for t in things], caller.user_id if caller else None)
     return [dict(t, **counts.get(str(t["id"]), {})) for t in things]
 
 
@@ -59,7 +57,7 @@ def _parse_ids(ids: str) -> list[int]:
 def get_things(ids):
     caller = current_caller()
     wanted = _parse_ids(ids)
-    things = with_counts(rpc("accounts", "get_things", wanted), caller)
+    things = with_counts(rpc.call("accounts", "get_things", wanted), caller)
     if "," not in ids:
         if not things:
             raise ApiError(404, "not_found", "no such thing")
@@ -73,7 +71,7 @@ def lookup_thing():
     if not url:
         raise ApiError(400, "invalid_parameters", "url is required")
     try:
-        thing_id = rpc("accounts", "lookup_url", url)
+        thing_id = rpc.call("accounts", "lookup_url", url)
     except NotFound:
         return jsonify({"message": "not_found", "description": "no thing has this url"}), 404
     location = rep.api_url(f"/things/{thing_id}")
@@ -92,7 +90,7 @@ def search_things():
         value = params.text(request.args.get(name), name)
         if value:
             query[name] = value
-    result = rpc("accounts", "search_things", query, caller.user_id if caller else None)
+    result = rpc.call("accounts", "search_things", query, caller.user_id if caller else None)
     things = [rep.thing(t, caller) for t in with_counts(result["things"], caller)]
     return jsonify({"total_items": result["total_items"], "items": len(things), "page": result["page"], "things": things})
 
@@ -106,7 +104,7 @@ def create_thing():
         raise ApiError(400, "invalid_parameters", "url is required")
     fields.setdefault("title", None)
     try:
-        created = rpc("accounts", "create_thing", caller.user_id, fields)
+        created = rpc.call("accounts", "create_thing", caller.user_id, fields)
     except Conflict as exc:
         location = rep.api_url(f"/things/{exc.existing_id}")
         raise ApiError(409, "conflict", "a thing with this url already exists", {"Location": location}, {"location": location}) from None
@@ -118,7 +116,7 @@ def _update_thing(thing_id: int):
     caller = current_caller()
     data = params.body()
     data.pop("_method", None)
-    rpc("accounts", "update_thing", caller.user_id, thing_id, _thing_fields(data))
+    rpc.call("accounts", "update_thing", caller.user_id, thing_id, _thing_fields(data))
     return jsonify({"message": "ok", "description": "Thing was updated successfully"})
 
 
@@ -141,7 +139,7 @@ def post_thing(thing_id):
 @api.delete("/things/<int:thing_id>")
 @require("thing")
 def delete_thing(thing_id):
-    rpc("accounts", "delete_thing", current_caller().user_id, thing_id)
+    rpc.call("accounts", "delete_thing", current_caller().user_id, thing_id)
     return Response(status=204)
 
 
@@ -151,7 +149,7 @@ def claim_thing(thing_id):
     """Claim an unclaimed thing: accounts fetches its page and looks for the caller's name on it
     (up to CLAIM_FETCH_TIMEOUT seconds, below RPC_TIMEOUT). No body is read."""
     caller = current_caller()
-    claimed = rpc("accounts", "claim_thing", caller.user_id, thing_id)
+    claimed = rpc.call("accounts", "claim_thing", caller.user_id, thing_id)
     try:
         claimed = with_counts([claimed], caller)[0]
     except ServiceUnavailable:
@@ -163,10 +161,10 @@ def claim_thing(thing_id):
 @api.get("/users/<username>/things", strict_slashes=False)
 def user_things(username):
     caller = current_caller()
-    owner = rpc("accounts", "get_user", username=username)
+    owner = rpc.call("accounts", "get_user", username=username)
     page, count = params.paging()
     own = caller is not None and caller.user_id == owner["id"] and "extendedread" in caller.scopes
-    things = rpc("accounts", "user_things", owner["id"], own, page, count)
+    things = rpc.call("accounts", "user_things", owner["id"], own, page, count)
     return jsonify([rep.thing(t, caller) for t in with_counts(things, caller)])
 
 
@@ -175,7 +173,7 @@ def user_things(username):
 def my_things():
     caller = current_caller()
     page, count = params.paging()
-    things = rpc("accounts", "user_things", caller.user_id, "extendedread" in caller.scopes, page, count)
+    things = rpc.call("accounts", "user_things", caller.user_id, "extendedread" in caller.scopes, page, count)
     return jsonify([rep.thing(t, caller) for t in with_counts(things, caller)])
 
 
@@ -184,14 +182,14 @@ def my_things():
 
 @api.get("/users/<username>")
 def get_user(username):
-    return jsonify(rep.user(rpc("accounts", "get_user", username=username)))
+    return jsonify(rep.user(rpc.call("accounts", "get_user", username=username)))
 
 
 @api.get("/user", strict_slashes=False)
 @require()
 def me():
     caller = current_caller()
-    data = rpc("accounts", "get_user", user_id=caller.user_id)
+    data = rpc.call("accounts", "get_user", user_id=caller.user_id)
     private = bool({"extendedread", "email"} & caller.scopes)
     out = rep.user(data, private=private)
     if private and "extendedread" not in caller.scopes:
@@ -206,7 +204,7 @@ def sign_up():
     email = params.text(data.get("email"), "email", required=True)
     password = params.text(data.get("password"), "password", required=True)
     profile = {k: params.text(data.get(k), k) for k in ("firstname", "lastname", "about", "city", "country") if data.get(k) is not None}
-    created = rpc("accounts", "register_user", username, email, password, profile)
+    created = rpc.call("accounts", "register_user", username, email, password, profile)
     response = jsonify(rep.user(created, private=True))
     response.status_code = 201
     response.headers["Location"] = rep.api_url(f"/users/{created['username']}")
@@ -219,7 +217,7 @@ def create_token():
     if auth is None or auth.type != "basic" or not auth.username or auth.password is None or "\x00" in auth.username + auth.password:
         raise ApiError(401, "unauthorized", "sign in with HTTP Basic username:password", {"WWW-Authenticate": 'Basic realm="flattr"'})
     try:
-        user = rpc("accounts", "authenticate_password", auth.username, auth.password)
+        user = rpc.call("accounts", "authenticate_password", auth.username, auth.password)
     except Unauthorized:
         raise ApiError(401, "unauthorized", "wrong username or password", {"WWW-Authenticate": 'Basic realm="flattr"'}) from None
     data = params.body()
@@ -227,20 +225,20 @@ def create_token():
     name = params.text(data.get("name"), "name") or ""
     if len(name) > 100:
         raise ApiError(400, "invalid_parameters", "name must have at most 100 characters")
-    token = rpc("accounts", "create_personal_token", user["id"], scope, name)
+    token = rpc.call("accounts", "create_personal_token", user["id"], scope, name)
     return jsonify(token), 201
 
 
 @api.get("/user/tokens", strict_slashes=False)
 @require(personal=True)
 def list_tokens():
-    return jsonify(rpc("accounts", "list_tokens", current_caller().user_id))
+    return jsonify(rpc.call("accounts", "list_tokens", current_caller().user_id))
 
 
 @api.delete("/user/tokens/<int:token_id>")
 @require(personal=True)
 def revoke_token(token_id):
-    rpc("accounts", "revoke_token", current_caller().user_id, token_id)
+    rpc.call("accounts", "revoke_token", current_caller().user_id, token_id)
     return Response(status=204)
 
 
@@ -249,14 +247,14 @@ def revoke_token(token_id):
 def set_budget():
     data = params.body()
     amount = params.integer(data.get("amount"), "amount")
-    budget = rpc("accounts", "set_budget", current_caller().user_id, amount)
+    budget = rpc.call("accounts", "set_budget", current_caller().user_id, amount)
     return jsonify(budget)
 
 
 @api.get("/user/budget", strict_slashes=False)
 @require(personal=True)
 def get_budget():
-    return jsonify(rpc("accounts", "get_budget", current_caller().user_id))
+    return jsonify(rpc.call("accounts", "get_budget", current_caller().user_id))
 
 
 # -- reference lists and limits ---------------------------------------------------------------
@@ -266,7 +264,7 @@ def _catalog() -> dict:
     """Categories and languages are fixed lists owned by accounts; asked for once per process."""
     catalog = current_app.extensions.get("catalog")
     if catalog is None:
-        catalog = current_app.extensions["catalog"] = rpc("accounts", "catalog")
+        catalog = current_app.extensions["catalog"] = rpc.call("accounts", "catalog")
     return catalog
 
 

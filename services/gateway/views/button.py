@@ -28,27 +28,25 @@ import re
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 from flask import Blueprint, Response, current_app, render_template, request, session, url_for
 from markupsafe import escape
 
 from services.common import settings
-from services.common.things import title_from_url
+from services.common.paging import MAX_ID
+from services.common.things import MAX_URL, AutoSubmit, BadAutoSubmit, auto_submit_from_query, auto_submit_from_url, title_from_url
 from services.common.errors import DomainError, NotFound, UserNotFound
 from services.gateway import metrics
 from services.gateway import representations as rep
+from services.gateway import rpc as gateway_rpc
 from services.gateway.rpc import ServiceUnavailable
 from services.gateway.views.flattr import ANSWERS
 from services.gateway.views.web import login_required
 
 button = Blueprint("button", __name__)
 
-MAX_THING_ID = 2**63 - 1
 MISSING_TTL = 0.5  # seconds a "no such thing" is remembered: never long, a new thing must show at once
 MAX_ENTRIES = 50_000
-USERNAME_RE = re.compile(r"^[a-z0-9_-]{3,32}$")
-MAX_URL = 2000
 
 # The iframe's inline script and style are part of the cached page; nothing else may load.
 BUTTON_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors *"
@@ -148,7 +146,7 @@ class ButtonCache:
 
     def _load(self, thing_id: int) -> Entry:
         rpc = current_app.extensions["rpc"]
-        things = rpc.call("accounts", "get_things", [thing_id]) if thing_id <= MAX_THING_ID else []
+        things = rpc.call("accounts", "get_things", [thing_id]) if thing_id <= MAX_ID else []
         now = time.monotonic()
         if not things:
             return Entry(thing_id, False, expires=now + min(self.ttl, MISSING_TTL))
@@ -334,9 +332,9 @@ def _unavailable_page():
 
 
 def _get_thing(thing_id: int) -> dict | None:
-    if thing_id > MAX_THING_ID:
+    if thing_id > MAX_ID:
         return None
-    things = current_app.extensions["rpc"].call("accounts", "get_things", [thing_id])
+    things = gateway_rpc.call("accounts", "get_things", [thing_id])
     return things[0] if things else None
 
 
@@ -365,13 +363,13 @@ def flattr_window(thing_id):
     """GET shows one confirming button (never flattrs); POST (CSRF-checked by Flask-WTF) flattrs."""
     try:
         if request.method == "POST":
-            if thing_id > MAX_THING_ID:  # no such id can exist; the click path would choke on it
+            if thing_id > MAX_ID:  # no such id can exist; the click path would choke on it
                 return _result_page({"status": "not_found"})
             return _result_page(_click(thing_id))
         thing = _get_thing(thing_id)
         if thing is None:
             return _page_error(404, "No such thing", "This thing does not exist (any more).")
-        counts = current_app.extensions["rpc"].call("clicks", "counts", [thing_id], session["user_id"])
+        counts = gateway_rpc.call("clicks", "counts", [thing_id], session["user_id"])
     except ServiceUnavailable:
         return _unavailable_page()
     state = counts.get(str(thing_id)) or {}
@@ -389,74 +387,35 @@ def flattr_window(thing_id):
 # -- auto-submit -------------------------------------------------------------------------------------
 
 
-class BadAutoSubmit(ValueError):
-    pass
+def _auto_submit_url(auto: AutoSubmit) -> str:
+    return f"{rep.base_url()}/submit/auto?{auto.query()}"
 
 
-def parse_auto_submit(query: dict) -> dict:
-    """The fields of an auto-submit request (``user_id``, ``url``, optional ``title``, ...)."""
-    user = (query.get("user_id") or "").strip()
-    url = (query.get("url") or "").strip()
-    if not user or not url:
-        raise BadAutoSubmit("an auto-submit link needs user_id (a username) and url")
-    if not USERNAME_RE.match(user):
-        raise BadAutoSubmit("user_id must be a username (3 to 32 characters of a-z, 0-9, _ and -)")
-    if len(url) > MAX_URL or "\x00" in url:
-        raise BadAutoSubmit(f"url must be an address of at most {MAX_URL} characters")
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise BadAutoSubmit("url is not a valid address") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadAutoSubmit("url must be an http or https address")
-    fields = {"user_id": user, "url": url}
-    for name in ("title", "description", "tags", "category", "language", "hidden"):
-        value = query.get(name)
-        if value:
-            if "\x00" in value or len(value) > 1000:
-                raise BadAutoSubmit(f"{name} is not valid")
-            fields[name] = value
-    title = fields.get("title", "").strip()
-    if title and not 5 <= len(title) <= 100:
-        raise BadAutoSubmit("title must be 5 to 100 characters")
-    return fields
-
-
-def _auto_submit_url(fields: dict) -> str:
-    return f"{rep.base_url()}/submit/auto?{urlencode(fields)}"
-
-
-def _auto_from_url(value: str | None) -> tuple[str, dict]:
-    if not value or len(value) > MAX_URL + 2000:
-        raise BadAutoSubmit("url must be an auto-submit address")
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        raise BadAutoSubmit("url must be an auto-submit address") from None
-    if not parts.path.rstrip("/").endswith("/submit/auto"):
+def _auto_from_url(value: str | None) -> tuple[str, AutoSubmit]:
+    auto = auto_submit_from_url(value) if value and len(value) <= 2 * MAX_URL else None
+    if auto is None:
         raise BadAutoSubmit("url must be an auto-submit address (…/submit/auto?user_id=…&url=…)")
-    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    return value, parse_auto_submit(query)
+    return value, auto
 
 
 def _lookup(url: str) -> int | None:
     try:
-        return current_app.extensions["rpc"].call("accounts", "lookup_url", url)
+        return gateway_rpc.call("accounts", "lookup_url", url)
     except NotFound:
         return None
 
 
-def _auto_preview(fields: dict) -> dict:
+def _auto_preview(auto: AutoSubmit) -> dict:
     """What the thing will be: the registered one if any, else a preview (owner must exist)."""
-    thing_id = _lookup(fields["url"])
+    thing_id = _lookup(auto.url)
     thing = _get_thing(thing_id) if thing_id else None
     if thing is not None:
         return {"registered": True, "thing": thing}
-    owner = current_app.extensions["rpc"].call("accounts", "get_user", username=fields["user_id"])
+    owner = gateway_rpc.call("accounts", "get_user", username=auto.username)
     preview = {
-        "title": fields.get("title") or title_from_url(fields["url"]),
-        "url": fields["url"],
-        "description": fields.get("description", ""),
+        "title": auto.fields.get("title") or title_from_url(auto.url),
+        "url": auto.url,
+        "description": auto.fields.get("description", ""),
     }
     return {"registered": False, "thing": preview, "owner": owner["username"]}
 
@@ -464,18 +423,18 @@ def _auto_preview(fields: dict) -> dict:
 @button.get("/submit/auto")
 def auto_submit():
     try:
-        fields = parse_auto_submit(request.args)
+        auto = auto_submit_from_query(request.args)
     except BadAutoSubmit as exc:
         return _page_error(400, "Not a valid auto-submit link", str(exc))
     try:
-        view = _auto_preview(fields)
+        view = _auto_preview(auto)
     except UserNotFound:
-        return _page_error(404, "No such user", f"{fields['user_id']} is not a user of this platform.")
+        return _page_error(404, "No such user", f"{auto.username} is not a user of this platform.")
     except DomainError as exc:
         return _page_error(exc.status if 400 <= exc.status < 500 else 400, "Not a valid auto-submit link", exc.description)
     except ServiceUnavailable:
         return _unavailable_page()
-    auto_url = _auto_submit_url(fields)
+    auto_url = _auto_submit_url(auto)
     return render_template("button/auto_submit.html", flattr_url=url_for("button.flattr_auto", url=auto_url), **view)
 
 
@@ -485,19 +444,19 @@ def flattr_auto():
     """The first-party window for an auto-submit URL: GET confirms, POST creates the thing on its
     first flattr (owned by the link's ``user_id``) and flattrs it."""
     try:
-        auto_url, fields = _auto_from_url(request.values.get("url"))
+        auto_url, auto = _auto_from_url(request.values.get("url"))
     except BadAutoSubmit as exc:
         return _page_error(400, "Not a valid auto-submit link", str(exc))
     try:
         if request.method == "POST":
             try:
-                found = current_app.extensions["rpc"].call("accounts", "thing_for_url", auto_url)
+                found = gateway_rpc.call("accounts", "thing_for_url", auto_url)
             except NotFound:
-                return _page_error(404, "No such user", f"{fields['user_id']} is not a user of this platform.")
+                return _page_error(404, "No such user", f"{auto.username} is not a user of this platform.")
             return _result_page(_click(found["id"]))
-        view = _auto_preview(fields)
+        view = _auto_preview(auto)
     except UserNotFound:
-        return _page_error(404, "No such user", f"{fields['user_id']} is not a user of this platform.")
+        return _page_error(404, "No such user", f"{auto.username} is not a user of this platform.")
     except DomainError as exc:
         return _page_error(exc.status if 400 <= exc.status < 500 else 400, "Not a valid auto-submit link", exc.description)
     except ServiceUnavailable:

@@ -10,13 +10,11 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from services.common.errors import DomainError, NotFound, Unauthorized, UserNotFound
+from services.gateway import rpc
 from services.gateway.oauth import User
 
 web = Blueprint("web", __name__)
 
-
-def _rpc(method, *args, **kwargs):
-    return current_app.extensions["rpc"].call("accounts", method, *args, **kwargs)
 
 
 def safe_next(target: str | None) -> str:
@@ -58,7 +56,7 @@ def signup():
         return render_template("signup.html", form={}, next=next_url)
     form = request.form
     try:
-        user = _rpc("register_user", form.get("username", ""), form.get("email", ""), form.get("password", ""))
+        user = rpc.call("accounts", "register_user", form.get("username", ""), form.get("email", ""), form.get("password", ""))
     except DomainError as exc:
         status = 409 if exc.status == 409 else 400
         return render_template("signup.html", form=form, next=next_url, error=exc.description), status
@@ -72,7 +70,7 @@ def login():
     if request.method == "GET":
         return render_template("login.html", form={}, next=next_url)
     try:
-        user = _rpc("authenticate_password", request.form.get("username", ""), request.form.get("password", ""))
+        user = rpc.call("accounts", "authenticate_password", request.form.get("username", ""), request.form.get("password", ""))
     except Unauthorized:
         return render_template("login.html", form=request.form, next=next_url, error="Wrong username or password."), 401
     _sign_in(user)
@@ -91,7 +89,7 @@ def apps():
     if request.method == "GET":
         return render_template("apps.html")
     try:
-        created = _rpc("register_client", session["user_id"], request.form.get("name", ""), request.form.get("redirect_uri", ""))
+        created = rpc.call("accounts", "register_client", session["user_id"], request.form.get("name", ""), request.form.get("redirect_uri", ""))
     except DomainError as exc:
         return render_template("apps.html", error=exc.description), 400
     return render_template("apps.html", created=created), 201
@@ -123,7 +121,7 @@ def issue_token():
 
 @web.get("/thing/<int:thing_id>")
 def thing_page(thing_id):
-    things = _rpc("get_things", [thing_id])
+    things = rpc.call("accounts", "get_things", [thing_id])
     if not things:
         raise NotFound("no such thing")
     return render_template("thing.html", thing=things[0])
@@ -132,7 +130,7 @@ def thing_page(thing_id):
 @web.get("/profile/<username>")
 def profile(username):
     try:
-        user = _rpc("get_user", username=username)
+        user = rpc.call("accounts", "get_user", username=username)
     except UserNotFound:
         raise NotFound("no such user") from None
     return render_template("profile.html", user=user)
