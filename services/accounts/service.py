@@ -7,19 +7,18 @@ import secrets
 from datetime import datetime, timedelta, timezone
 
 import eventlet
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from eventlet import tpool
 from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy
 from sqlalchemy import and_, func, not_, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from services.accounts import claims, rules
+from services.accounts import addresses, claims, leaving, notices, passwords, profiles, rules
+from services.accounts.mail import MailQueue
 from services.accounts.models import AccessToken, AuthorizationCode, OAuthClient, Thing, User, outbox
 from services.common import settings
 from services.common.db import Database
 from services.common.errors import ClaimRefused, Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized, UserNotFound
-from services.common.events import batch_subscriber, first_seen_many
+from services.common.events import batch_subscriber, first_seen, first_seen_many, subscriber
 from services.common.money import CURRENCY
 from services.common.outbox import Outbox
 from services.common.paging import MAX_ID, offset, page_and_count
@@ -29,11 +28,6 @@ from services.common.times import unix
 
 MAX_BUDGET_CENTS = 100000
 CODE_LIFETIME = timedelta(minutes=10)
-
-_hasher = PasswordHasher()
-# Verifying against this keeps the time of a log-in with an unknown username like a known one.
-_DUMMY_HASH = _hasher.hash("not a real password")
-
 
 def _digest(secret: str) -> str:
     """Tokens, codes and client secrets are random and long, so a plain SHA-256 is a safe lookup key."""
@@ -52,6 +46,9 @@ def _user_dict(user: User) -> dict:
         "country": user.country,
         "email": user.email,
         "registered_at": unix(user.registered_at),
+        "email_confirmed": user.email_verified_at is not None,
+        "hide_flattrs": user.hide_flattrs,
+        "hide_earnings": user.hide_earnings,
     }
 
 
@@ -77,7 +74,9 @@ class AccountsService:
 
     db = Database("ACCOUNTS_DATABASE_URL")
     events = Outbox("accounts", "ACCOUNTS_DATABASE_URL", outbox)
+    mail = MailQueue("ACCOUNTS_DATABASE_URL")
     config = Config()
+    settlement = RpcProxy("settlement")
 
     @rpc
     def health(self):
@@ -94,14 +93,15 @@ class AccountsService:
         profile = rules.validate_profile(profile or {})
         if self.db.scalar(select(User.id).where(User.username == username)):
             raise Conflict("username is taken")
-        if self.db.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
-            raise Conflict("email is already registered")
-        user = User(username=username, email=email, password_hash=tpool.execute(_hasher.hash, password), **profile)
+        # an address registered already is no reason to refuse: that would tell who is registered
+        # (addresses.on_sign_up tells the address's owner instead)
+        user = User(username=username, email=email, password_hash=passwords.hash_password(password), **profile)
         self.db.add(user)
         try:
             self.db.flush()
         except IntegrityError:
-            raise Conflict("username or email is already registered") from None
+            raise Conflict("username is taken") from None
+        addresses.on_sign_up(self.db, self.mail, user)
         self.events.record(self.db, "user.registered", {"user_id": user.id, "username": user.username})
         self.db.commit()
         return _user_dict(user)
@@ -110,13 +110,8 @@ class AccountsService:
     def authenticate_password(self, username, password):
         if not rules.is_storable(username) or not rules.is_storable(password):
             raise Unauthorized("username and password required")
-        user = self.db.scalar(select(User).where(User.username == username))
-        stored = user.password_hash if user else _DUMMY_HASH
-        try:
-            tpool.execute(_hasher.verify, stored, password)
-        except (VerificationError, InvalidHashError):
-            raise Unauthorized("wrong username or password") from None
-        if user is None:
+        user = self.db.scalar(select(User).where(User.username == username, User.deleted_at.is_(None)))
+        if not passwords.matches(user.password_hash if user else None, password):
             raise Unauthorized("wrong username or password")
         return _user_dict(user)
 
@@ -621,3 +616,101 @@ class AccountsService:
             order = [text(f"coalesce((SELECT {score} FROM accounts.thing_daily_counts c WHERE c.thing_id = things.id), 0) DESC"), Thing.id.desc()]
         things = self.db.scalars(query.order_by(*order).offset(offset(page, count)).limit(count)).all()
         return {"total_items": total, "page": page, "things": self._with_owners(things)}
+
+    # -- addresses, passwords, profile and privacy, notices, leaving (for the web pages) ---------
+
+    def _user(self, user_id, lock=False) -> User:
+        user = self.db.get(User, user_id, with_for_update=lock)
+        if user is None or user.deleted_at is not None:
+            raise UserNotFound("no such user")
+        return user
+
+    @rpc
+    def resend_confirmation(self, user_id):
+        sent = addresses.resend(self.db, self.mail, self._user(user_id))
+        self.db.commit()
+        return sent
+
+    @rpc
+    def confirm_email(self, token):
+        user = addresses.confirm(self.db, token)
+        self.db.commit()
+        return _user_dict(user)
+
+    @rpc
+    def request_email_change(self, user_id, password, new_email):
+        user = self._user(user_id)
+        passwords.check(user, password)
+        email = addresses.request_change(self.db, self.mail, user, new_email)
+        self.db.commit()
+        return {"email": email}
+
+    @rpc
+    def change_password(self, user_id, current, new):
+        passwords.change(self.db, self.mail, self._user(user_id, lock=True), current, new)
+        self.db.commit()
+
+    @rpc
+    def request_password_reset(self, who):
+        """Mails a link if ``who`` names an account with a confirmed address; answers nothing either way."""
+        passwords.request_reset(self.db, self.mail, who)
+        self.db.commit()
+
+    @rpc
+    def reset_link_valid(self, token):
+        return passwords.reset_link_user(self.db, token) is not None
+
+    @rpc
+    def reset_password(self, token, new_password):
+        user = passwords.reset(self.db, token, new_password)
+        self.db.commit()
+        return _user_dict(user)
+
+    @rpc
+    def update_profile(self, user_id, fields):
+        user = self._user(user_id, lock=True)
+        profiles.update(user, fields)
+        self.db.commit()
+        return _user_dict(user)
+
+    @rpc
+    def set_privacy(self, user_id, hide_flattrs, hide_earnings):
+        user = self._user(user_id, lock=True)
+        profiles.set_privacy(user, hide_flattrs, hide_earnings)
+        self.db.commit()
+        return _user_dict(user)
+
+    @rpc
+    def list_clients(self, owner_id):
+        rows = self.db.scalars(select(OAuthClient).where(OAuthClient.owner_id == owner_id).order_by(OAuthClient.id))
+        return [{"client_id": c.client_id, "name": c.name, "redirect_uri": c.redirect_uri, "created_at": unix(c.created_at)} for c in rows]
+
+    @rpc
+    def export_user(self, user_id):
+        return leaving.export(self.db, self._user(user_id))
+
+    @subscriber("settlement", "period.settled")
+    def on_period_settled(self, event):
+        """Mail each reader and creator of the period what it meant for them, a page of users per
+        transaction; the event counts as handled only once every page is queued."""
+        handled = self.db.execute(
+            text("SELECT 1 FROM accounts.processed_events WHERE event_id = :e AND handler = 'period.settled'"), {"e": event["event_id"]}
+        ).scalar()
+        if handled:
+            return
+        period, after = event["data"]["period"], None
+        while True:
+            page = self.settlement.period_notices(period, after, notices.PAGE)
+            notices.period_settled_page(self.db, self.mail, page)
+            self.db.commit()
+            if page["done"]:
+                break
+            after = page["last"]
+        first_seen(self.db, "accounts", event, "period.settled")
+        self.db.commit()
+
+    @subscriber("settlement", "payout.completed")
+    def on_payout_completed(self, event):
+        if first_seen(self.db, "accounts", event, "payout.completed"):
+            notices.payout_completed(self.db, self.mail, event["data"])
+        self.db.commit()

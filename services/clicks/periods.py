@@ -40,6 +40,14 @@ def month_has_turned(starts_at: datetime, now: datetime) -> bool:
     return month_key(starts_at) != month_key(now) and now > starts_at
 
 
+def month_end(starts_at: datetime) -> datetime:
+    """When the monthly timer closes a period begun at ``starts_at``: the first instant of the
+    next calendar month (UTC), from which ``month_has_turned`` holds."""
+    start = starts_at.astimezone(timezone.utc)
+    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    return datetime(year, month, 1, tzinfo=timezone.utc)
+
+
 def ensure_open_period(session: Session) -> str:
     """The open period's id, opening the first one if there is none (idempotent across replicas)."""
     current = session.execute(text("SELECT id FROM clicks.periods WHERE state = 'open'")).scalar()
