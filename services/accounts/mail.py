@@ -163,7 +163,7 @@ class MailRelay:
             text(
                 "UPDATE accounts.mail_queue SET attempts = attempts + 1, last_error = :e, "
                 "next_attempt_at = now() + make_interval(secs => :d), "
-                "failed_at = CASE WHEN :permanent OR created_at < now() - make_interval(hours => :h) THEN now() END "
+                "failed_at = CASE WHEN :permanent OR created_at < now() - CAST(:h AS double precision) * interval '1 hour' THEN now() END "
                 "WHERE id = :i"
             ),
             {"i": row.id, "e": reason, "d": retry_delay(row.attempts + 1), "permanent": permanent, "h": self.give_up_hours},

@@ -562,7 +562,7 @@ class AccountsService:
         if not isinstance(user_ids, list) or len(user_ids) > 1000:
             raise InvalidParameters("up to 1000 user ids")
         users = self.db.scalars(select(User).where(User.id.in_(user_ids)))
-        return {str(u.id): {"id": u.id, "username": u.username} for u in users}
+        return {str(u.id): {"id": u.id, "username": u.username, "hide_flattrs": u.hide_flattrs} for u in users}
 
     @rpc
     def search_things(self, params, viewer_id=None):
