@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from services.common.money import Money
 
 WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 40
+LEFT, RIGHT, TOP, BOTTOM = 84, 12, 12, 40
 MAX_BARS = 24
 
 

@@ -100,9 +100,12 @@ def thing_page(thing_id):
     subscription = None
     if signed_in() and not own:
         subscription = next((s for s in rpc.call("clicks", "subscriptions", me()) if s["thing_id"] == thing_id), None)
+    names = catalog()
     return render_template(
         "pages/thing.html", thing=thing, own=own, escrow=escrow, subscription=subscription,
         flattrers=recent_flattrers(thing_id), signed_in=signed_in(),
+        category={c["id"]: c["name"] for c in names["categories"]}.get(thing["category"], thing["category"]),
+        language={c["id"]: c["text"] for c in names["languages"]}.get(thing["language"], thing["language"]),
     )
 
 
