@@ -86,7 +86,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.common.db import dispose_engines  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
-from tests.databases import admin_engine as _admin_engine, cloned_database  # noqa: E402
+from tests.databases import admin_engine as _admin_engine, cloned_database, finish_background_drops  # noqa: E402
 
 SERVICES = ("accounts", "clicks", "settlement")
 ADMIN_TOKEN = "test-admin-token"
@@ -176,6 +176,7 @@ def template_database(infra):
         upgrade(service, url)
     yield name
     dispose_engines()
+    finish_background_drops()
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
