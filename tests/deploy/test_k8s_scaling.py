@@ -87,8 +87,9 @@ def _setting(docs, name: str) -> str:
 
 
 def autoscaling_errors(docs) -> list[str]:
-    """Every autoscaler targets a Deployment that exists, alone; utilisation targets have requests
-    to be measured against; an autoscaled Deployment leaves its replica count to the autoscaler."""
+    """Every autoscaler targets a Deployment that exists, alone, and keeps one pod at least (the
+    click path and the payouts sweep need one); utilisation targets have requests to be measured
+    against; an autoscaled Deployment leaves its replica count to the autoscaler."""
     errors = []
     deployments = by_kind(docs, "Deployment")
     owners: dict[str, list[str]] = {}
