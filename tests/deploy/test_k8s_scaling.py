@@ -53,7 +53,7 @@ def _autoscaler_bounds(doc: dict) -> tuple[int, int]:
     spec = doc["spec"]
     if doc["kind"] == "HorizontalPodAutoscaler":
         return spec.get("minReplicas", 1), spec["maxReplicas"]
-    return spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    return spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)  # KEDA's defaults
 
 
 def _fewest_replicas(docs, deployment: dict) -> int:
