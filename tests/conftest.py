@@ -86,10 +86,10 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.common.db import dispose_engines  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
-from tests.databases import admin_engine as _admin_engine, cloned_database  # noqa: E402
+from tests.factories import ADMIN_TOKEN  # noqa: E402
+from tests.databases import admin_engine as _admin_engine, cloned_database, finish_background_drops  # noqa: E402
 
 SERVICES = ("accounts", "clicks", "settlement")
-ADMIN_TOKEN = "test-admin-token"
 # in the names of what the tests create on the shared servers: gw0, gw1... under pytest-xdist
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
@@ -176,6 +176,7 @@ def template_database(infra):
         upgrade(service, url)
     yield name
     dispose_engines()
+    finish_background_drops()
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

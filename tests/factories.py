@@ -46,7 +46,8 @@ def create_thing(base: str, headers: dict, url: str | None = None, **fields) -> 
     return response.json()["id"]
 
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
+ADMIN_TOKEN = "test-admin-token"  # the gateways the tests start take it (tests/conftest.py)
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def deposit(base: str, headers: dict, amount: int, key: str | None = None) -> requests.Response:
