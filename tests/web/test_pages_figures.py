@@ -110,3 +110,26 @@ def test_signed_out_visitors_are_sent_to_sign_in(gateway):
     assert requests.get(f"{gateway}/").status_code == 200
     assert requests.get(f"{gateway}/discover").status_code == 200
     assert requests.get(f"{gateway}/embed").status_code == 200
+
+
+def test_hiding_what_one_flattrs_hides_it_from_pages_and_the_api(gateway):
+    creator = sign_up(gateway)
+    creator_api = bearer(personal_token(gateway, creator, "thing"))
+    thing = create_thing(gateway, creator_api, title="A post to flattr quietly")
+    reader = sign_up(gateway)
+    reader_api = bearer(personal_token(gateway, reader, "flattr extendedread"))
+    requests.put(f"{gateway}{API}/user/budget", json={"amount": 300}, headers=reader_api)
+    deposit(gateway, reader_api, 300)
+    assert eventually(lambda: requests.post(f"{gateway}{API}/things/{thing}/flattr", headers=reader_api).status_code == 200)
+    browser = web_sign_in(gateway, reader["username"])
+    assert f'/profile/{reader["username"]}"' in browser.get(f"{gateway}/thing/{thing}").text
+    assert len(requests.get(f"{gateway}{API}/users/{reader['username']}/flattrs").json()) == 1
+
+    answer = submit(browser, gateway, "/settings", "/settings/privacy", hide_flattrs="on")
+    assert "privacy choices are saved" in answer.text
+    assert f'/profile/{reader["username"]}"' not in requests.get(f"{gateway}/thing/{thing}").text
+    assert "keeps what they flattr private" in requests.get(f"{gateway}/profile/{reader['username']}").text
+    assert requests.get(f"{gateway}{API}/users/{reader['username']}/flattrs").json() == []
+    assert requests.get(f"{gateway}{API}/things/{thing}/flattrs").json() == []
+    assert requests.get(f"{gateway}{API}/users/{reader['username']}/activities").json()["items"] == []
+    assert len(requests.get(f"{gateway}{API}/user/flattrs", headers=reader_api).json()) == 1  # still theirs to see
