@@ -84,3 +84,13 @@ def payout_completed(username: str, amount: int, currency: str, dashboard_link: 
         f"Hello {username},\n\nyour payout of {paid} is completed: the payment provider has sent it.\n\n"
         f"Your payouts and revenue:\n\n  {dashboard_link}\n" + SIGNATURE,
     )
+
+
+def account_closed(username: str) -> tuple[str, str]:
+    return (
+        "Your account is closed",
+        f"Hello {username},\n\nyour account \"{username}\" is closed and your profile is erased. The flattrs you made in "
+        f"the current period are settled when it closes, like everyone's; then everything your wallet and your revenue "
+        f"hold is paid out to you in one final payout. Your things stay listed without an owner: what readers give them "
+        f"waits in escrow for whoever proves the page is theirs.\n\nThank you for flattring." + SIGNATURE,
+    )

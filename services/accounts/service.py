@@ -121,7 +121,7 @@ class AccountsService:
             raise UserNotFound("no such user")
         query = select(User).where(User.username == username) if username is not None else select(User).where(User.id == user_id)
         user = self.db.scalar(query)
-        if user is None:
+        if user is None or user.deleted_at is not None:
             raise UserNotFound("no such user")
         return _user_dict(user)
 
@@ -688,6 +688,14 @@ class AccountsService:
     @rpc
     def export_user(self, user_id):
         return leaving.export(self.db, self._user(user_id))
+
+    @rpc
+    def close_account(self, user_id, password):
+        """Close the account (``leaving.close``): sign-in ends, data is erased, money is settled."""
+        user = self._user(user_id, lock=True)
+        passwords.check(user, password)
+        leaving.close(self.db, self.events, self.mail, user)
+        self.db.commit()
 
     @subscriber("settlement", "period.settled")
     def on_period_settled(self, event):

@@ -300,6 +300,13 @@ class ClicksService:
         self.db.delete(self._subscription(user_id, thing_id))
         self.db.commit()
 
+    @subscriber("accounts", "user.deleted")
+    def on_user_deleted(self, event):
+        """A closed account's subscriptions end; its clicks stay (settlement charges them)."""
+        if first_seen(self.db, "clicks", event, "user.deleted"):
+            self.db.execute(text("DELETE FROM clicks.subscriptions WHERE user_id = :u"), {"u": event["data"]["user_id"]})
+        self.db.commit()
+
     @rpc
     def subscriptions(self, user_id):
         rows = self.db.scalars(select(Subscription).where(Subscription.user_id == user_id).order_by(Subscription.id))

@@ -15,7 +15,7 @@ from services.common.money import CURRENCY, Money
 from services.common.outbox import Outbox
 from services.common.rpc import rpc
 from services.common.settings import setting
-from services.settlement import batch, escrow, ledger, money_flows, overview, rules, statements
+from services.settlement import batch, closing, escrow, ledger, money_flows, overview, rules, statements
 from services.settlement.models import Deposit, Payout, outbox
 from services.settlement.providers import provider_for
 
@@ -369,3 +369,25 @@ class SettlementService:
     @rpc
     def export_user(self, user_id):
         return overview.export(self.db, user_id)
+
+    # -- closed accounts ----------------------------------------------------------------------------
+
+    @subscriber("accounts", "user.deleted")
+    def on_user_deleted(self, event):
+        if first_seen(self.db, "settlement", event, "user.deleted"):
+            closing.remember(self.db, event["data"]["user_id"], event["occurred_at"])
+        self.db.commit()
+
+    @rpc
+    def pay_out_closed_accounts(self):
+        """Final payouts of closed accounts whose last period is settled (each once: row locks and
+        the payout's idempotency key)."""
+        paid = []
+        for user_id in closing.due(self.db):
+            paid.append(closing.pay_out(self.db, self.events, user_id))
+        self.db.commit()
+        return [p for p in paid if p is not None]
+
+    @timer(interval=60)
+    def pay_out_closed_accounts_every_minute(self):
+        self.pay_out_closed_accounts()

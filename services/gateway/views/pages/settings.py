@@ -109,6 +109,26 @@ def revoke_token(token_id):
     return _back(request.form.get("back", "tokens"))
 
 
+@web.route("/settings/close", methods=["GET", "POST"])
+@login_required
+def close_account():
+    """Closing the account: what happens to the money first, then the password and the username."""
+    if request.method == "POST":
+        if request.form.get("username", "") != session["username"]:
+            flash("Type your username to confirm.", "error")
+            return redirect(url_for("web.close_account"))
+        try:
+            rpc.call("accounts", "close_account", me(), request.form.get("password", ""))
+        except Unauthorized:
+            flash("Your password is not that one.", "error")
+            return redirect(url_for("web.close_account"))
+        session.clear()
+        flash("Your account is closed. What your wallet and revenue hold is paid out to you once this period is settled.", "ok")
+        return redirect(url_for("web.home"))
+    return render_template("pages/close_account.html", wallet=rpc.call("settlement", "wallet", me()),
+                           revenue=rpc.call("settlement", "revenue", me()))
+
+
 @web.get("/settings/export")
 @login_required
 def export():
