@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
-import eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import text
 
