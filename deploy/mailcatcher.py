@@ -1,10 +1,12 @@
 """``make dev``'s local SMTP server: it takes every mail the platform sends and writes it to
-``MAIL_CATCHER_DIR`` (default ``var/mail``) as an ``.eml`` file, one line each in the log::
+``MAIL_CATCHER_DIR`` (default ``var/mail``) as an ``.eml`` file, one log line each (the
+platform's log format: ``LOG_FORMAT``), with the links in it, so a confirmation or reset link can
+be opened from the terminal::
 
-         mail | to alice@example.com: Confirm your email address (var/mail/20261124-101500-0001.eml)
-         mail |   http://127.0.0.1:8000/email/confirm/Xy...
+         mail | 2026-11-24 10:15:00,001 mail INFO mailcatcher: to alice@example.com: Confirm your email address
+                (var/mail/20261124-101500-0001.eml) http://127.0.0.1:8000/email/confirm/Xy...
 
-(the links in it follow, so a confirmation or reset link can be opened from the terminal). It
+It
 delivers nothing anywhere. ``python -m deploy.mailcatcher [--host H] [--port P] [--dir D]``;
 the defaults are ``SMTP_HOST``, ``SMTP_PORT`` and ``MAIL_CATCHER_DIR``. Tests run it too.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import re
 import signal
 import sys
@@ -22,9 +25,10 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from services.common import settings
+from services.common import logs, settings
 
 LINK = re.compile(r"https?://\S+")
+log = logging.getLogger("mailcatcher")
 
 
 class Catcher:
@@ -43,9 +47,7 @@ class Catcher:
         mail = message_from_bytes(envelope.content, policy=policy.default)
         body = mail.get_body(("plain",))
         text = body.get_content() if body is not None else ""
-        print(f"to {', '.join(envelope.rcpt_tos)}: {mail['Subject']} ({path})", flush=True)
-        for link in LINK.findall(text):
-            print(f"  {link}", flush=True)
+        log.info("to %s: %s (%s) %s", ", ".join(envelope.rcpt_tos), mail["Subject"], path, " ".join(LINK.findall(text)))
         return "250 Message accepted"
 
 
@@ -55,14 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(settings.get("SMTP_PORT")))
     parser.add_argument("--dir", default=settings.get("MAIL_CATCHER_DIR"))
     args = parser.parse_args(argv)
+    logs.configure("mail")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per SMTP command
     controller = Controller(Catcher(Path(args.dir)), hostname=args.host, port=args.port)
     controller.start()
-    print(f"SMTP on {args.host}:{args.port}, mails in {args.dir}", flush=True)
+    log.info("SMTP on %s:%s, mails in %s", args.host, args.port, args.dir)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     stopped.wait()
     controller.stop()
+    logging.shutdown()
     return 0
 
 
