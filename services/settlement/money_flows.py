@@ -163,7 +163,7 @@ def refresh_means_many(session: Session, readers_query: str, params: dict | None
             TRUNCATE means_flips;
             WITH state AS (
                 SELECT r.user_id, b.amount AS budget, coalesce(w.balance, 0) AS balance,
-                       (b.amount IS NOT NULL AND coalesce(w.balance, 0) >= b.amount) AS has_means,
+                       settlement.has_means(b.amount, w.balance) AS has_means,
                        coalesce(m.has_means, false) AS had_means
                 FROM (SELECT DISTINCT user_id FROM ({readers_query}) q) r
                 LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
