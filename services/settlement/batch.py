@@ -61,9 +61,11 @@ class SettlementFailed(Exception):
 class Sources:
     """What the batch asks other services for (by RPC in the services, directly in tests)."""
 
-    # (period, after [user_id, thing_id] or None, limit) -> {"rows": "user\tthing\n...", "count", "last"}
-    export_clicks: Callable[[str, list | None, int], dict]
-    # [thing_id, ...] -> {"thing_id": owner_id or None} for things the settlement has not heard of
+    # clicks.export_clicks: (period, after: the last reader of the previous page or None, limit) ->
+    # {"rows": "user\tthing\trank\tclicks\n..." (COPY text), "count", "last": the page's last reader, "done"}
+    export_clicks: Callable[[str, int | None, int], dict]
+    # accounts.thing_owners: [thing_id, ...] -> {"<thing_id>": owner_id or None}, for things the
+    # settlement has not heard of
     thing_owners: Callable[[list[int]], dict]
 
 
@@ -471,10 +473,10 @@ class Batch:
             session,
             "settlement",
             "revenue.credited",
-            "SELECT jsonb_build_object('user_id', owner_id, 'amount', sum(amount), 'currency', 'EUR', 'source', 'settlement', "
+            "SELECT jsonb_build_object('user_id', owner_id, 'amount', sum(amount), 'currency', CAST(:currency AS text), 'source', 'settlement', "
             "'periods', jsonb_build_array(CAST(:p AS text)), 'things', count(*)) AS data "
             "FROM settlement.credits WHERE period = :p AND state = 'paid' GROUP BY owner_id HAVING sum(amount) > 0",
-            {"p": params["p"]},
+            {"p": params["p"], "currency": CURRENCY},
         )
         money_flows.refresh_means_many(session, "SELECT user_id FROM settlement.charges WHERE period = :p AND amount > 0", {"p": params["p"]})
         self.events.record(session, "period.settled", {"period": params["p"], **totals})

@@ -213,8 +213,8 @@ def refund_stale(session: Session, events, hold_days: int) -> list[dict]:
             "settlement",
             "escrow.refunded",
             "SELECT jsonb_build_object('thing_id', thing_id, 'period', CAST(:p AS text), 'amount', sum(share), "
-            "'readers', count(*), 'currency', 'EUR') AS data FROM refund_shares GROUP BY thing_id",
-            {"p": period},
+            "'readers', count(*), 'currency', CAST(:currency AS text)) AS data FROM refund_shares GROUP BY thing_id",
+            {"p": period, "currency": CURRENCY},
         )
         money_flows.refresh_means_many(session, "SELECT user_id FROM refund_shares")
         for credit in credits:
