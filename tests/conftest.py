@@ -184,8 +184,15 @@ def template_database(infra):
 
 @pytest.fixture
 def database_url(infra, template_database):
+    """The test's own database. Afterwards, every event the test's services wrote to an outbox
+    must fit its type's contract (``services/common/contracts``), and every type must have one."""
+    from testsupport.contracts import outbox_violations
+
     with cloned_database(infra, template_database) as url:
         yield url
+        violations = outbox_violations(url)
+        if violations:
+            pytest.fail(f"{len(violations)} published events break their contracts:\n" + "\n".join(violations[:20]), pytrace=False)
 
 
 @pytest.fixture

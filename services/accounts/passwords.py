@@ -1,37 +1,21 @@
-"""Passwords: hashing, changing one, and resetting a forgotten one by a link mailed to the
+"""Passwords: changing one, and resetting a forgotten one by a link mailed to the
 account's confirmed address."""
 from __future__ import annotations
 
 from datetime import timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from eventlet import tpool
 from sqlalchemy import func, select, update
 
 from services.accounts import addresses, mail, mail_texts, rules
+from services.accounts.credentials import hash_password, password_matches
 from services.accounts.models import EmailLink, User
 from services.common.errors import InvalidParameters, Unauthorized
 
-hasher = PasswordHasher()
-# Verifying against this keeps the time of a log-in with an unknown username like a known one.
-DUMMY_HASH = hasher.hash("not a real password")
 RESET_LIFETIME = timedelta(minutes=60)
 
 
-def hash_password(password: str) -> str:
-    return tpool.execute(hasher.hash, password)
-
-
-def matches(stored: str | None, password: str) -> bool:
-    try:
-        return bool(tpool.execute(hasher.verify, stored or DUMMY_HASH, password)) and stored is not None
-    except (VerificationError, InvalidHashError):
-        return False
-
-
 def check(user: User, password) -> None:
-    if not rules.is_storable(password) or not matches(user.password_hash, password):
+    if not rules.is_storable(password) or not password_matches(user.password_hash, password):
         raise Unauthorized("wrong password")
 
 
