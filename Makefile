@@ -11,7 +11,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+# axe-core for the browser journey's accessibility check, pinned in tests/browser/package-lock.json
+tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed tests/browser/node_modules/.installed
 
 # The whole platform as local processes against the local RabbitMQ and PostgreSQL.
 dev: install
@@ -52,4 +57,4 @@ soak: install
 	SOAK_SECONDS=$(SOAK_SECONDS) PYTHONWARNINGS=ignore $(PY) -m bench.soak
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis tests/browser/node_modules

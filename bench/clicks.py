@@ -105,7 +105,8 @@ def main() -> int:
         script = Path(tmp) / "flattr.lua"
         script.write_text(LUA % {"tokens": ",".join(f'"{t}"' for t in tokens), "things": THINGS})
         port = free_port()
-        env = service_env(db_url, amqp_uri, GATEWAY_PORT=port, FLATTR_RATE_LIMITS="off", LOG_LEVEL="INFO")
+        env = service_env(db_url, amqp_uri, GATEWAY_PORT=port, FLATTR_RATE_LIMITS="off", LOG_LEVEL="INFO",
+                          SMTP_PORT=free_port(), MAIL_CATCHER_DIR=str(Path(tmp) / "mail"))
         log_path = Path(tmp) / "dev.log"
         with open(log_path, "w") as log:
             dev = subprocess.Popen([sys.executable, "-m", "deploy.dev"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -627,6 +627,8 @@ class Soak:
                 CLICKS_DATABASE_URL=db_url,
                 SETTLEMENT_DATABASE_URL=db_url,
                 GATEWAY_PORT=str(port),
+                SMTP_PORT=str(free_port()),  # make dev's local SMTP server, on a port of its own
+                MAIL_CATCHER_DIR=str(self.run_dir / "mail"),
                 FLATTR_ADMIN_TOKEN=self.admin_token,
                 FLATTR_RATE_LIMITS="off",
                 CLAIM_ALLOW_PRIVATE_ADDRESSES="on",

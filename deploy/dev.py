@@ -1,7 +1,10 @@
 """``make dev``: the whole platform as local processes, their logs in one terminal.
 
 Creates the database if needed and migrates every schema, then starts accounts, clicks, the
-click worker, settlement, the payouts worker, the settlement batch runner and the gateway.
+click worker, settlement, the payouts worker, the settlement batch runner and the gateway, and,
+while ``SMTP_HOST`` is this machine, a local SMTP server (``mail``) that writes every mail to
+``MAIL_CATCHER_DIR`` and shows it in the log (``deploy.mailcatcher``). Links in mails point at
+``FLATTR_PUBLIC_URL``, which defaults to the gateway's address here.
 Every setting comes from the caller's environment when set there (``AMQP_URI``, the three
 ``*_DATABASE_URL``, ``GATEWAY_PORT``, ``LOG_FORMAT``...); the defaults live in
 ``services/common/settings.py``.
@@ -45,16 +48,22 @@ PROCESSES = {
 }
 
 
-def processes(click_workers: int) -> dict[str, list[str]]:
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def processes(click_workers: int, smtp_host: str = "") -> dict[str, list[str]]:
     """The children to run: ``PROCESSES``, with ``click_workers`` click workers (``click-worker``,
-    ``click-worker-2``...): competing consumers, so one commits while another fills its batch."""
+    ``click-worker-2``...): competing consumers, so one commits while another fills its batch;
+    and the local SMTP server while mail goes to this machine."""
     children = dict(PROCESSES)
+    if smtp_host in LOCAL_HOSTS:
+        children["mail"] = [sys.executable, "-m", "deploy.mailcatcher"]
     for n in range(2, click_workers + 1):
         children[f"click-worker-{n}"] = PROCESSES["click-worker"]
     return children
 
 
-COLOURS = {"accounts": 32, "clicks": 33, "click-worker": 93, "settlement": 35, "payouts": 34, "batch": 91, "gateway": 36, "dev": 37}
+COLOURS = {"mail": 96, "accounts": 32, "clicks": 33, "click-worker": 93, "settlement": 35, "payouts": 34, "batch": 91, "gateway": 36, "dev": 37}
 
 
 def say(name: str, line: str) -> None:
@@ -69,6 +78,10 @@ def main() -> int:
     if not env.get("FLATTR_SECRET_KEY"):
         # one key for every gateway worker of this run, so a session works across them
         env["FLATTR_SECRET_KEY"] = secrets.token_urlsafe(32)
+    if not env.get("FLATTR_PUBLIC_URL"):
+        # the links in mails, which no request's Host header can give
+        host = "127.0.0.1" if env["GATEWAY_HOST"] in ("0.0.0.0", "::") else env["GATEWAY_HOST"]
+        env["FLATTR_PUBLIC_URL"] = f"http://{host}:{env['GATEWAY_PORT']}"
     for service, key in URL_KEYS.items():
         ensure_database(env[key])
         upgrade(service, env[key])
@@ -78,7 +91,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
 
-    supervisor = Supervisor(processes(int(env["CLICK_WORKERS"])), env=env, say=say)
+    supervisor = Supervisor(processes(int(env["CLICK_WORKERS"]), env["SMTP_HOST"]), env=env, say=say)
     supervisor.start_all()
     say("dev", f"gateway on http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']} (Ctrl-C stops everything)")
     while not stopping:

@@ -239,6 +239,8 @@ def service_config(amqp_uri, database_url):
         "OUTBOX_POLL_SECONDS": "0.2",
         # claim pages are served by the tests from 127.0.0.1
         "CLAIM_ALLOW_PRIVATE_ADDRESSES": "on",
+        # mail waits in accounts.mail_queue; tests of mail run an SMTP server and turn the relay on
+        "MAIL_RELAY": "off",
         "serializer": "json",
     }
 

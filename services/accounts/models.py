@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -46,11 +47,54 @@ class User(Base):
     country: Mapped[str] = mapped_column(String(100), server_default="")
     budget_cents: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # set when the owner of the address followed the link mailed to it
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    hide_flattrs: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    hide_earnings: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     __table_args__ = (
-        # emails are compared case-insensitively: Bob@x and bob@x are one address
-        Index("users_email_lower_key", func.lower(text("email")), unique=True),
+        # emails are compared case-insensitively: Bob@x and bob@x are one address. One account
+        # per confirmed address; an unconfirmed one may be named by several (migration 0003)
+        Index("users_email_lower", func.lower(text("email"))),
+        Index("users_confirmed_email_key", func.lower(text("email")), unique=True, postgresql_where=text("email_verified_at IS NOT NULL")),
         CheckConstraint("budget_cents IS NULL OR budget_cents >= 200", name="budget_minimum"),
     )
+
+
+class EmailLink(Base):
+    """A one-time link mailed to an address: ``confirm`` proves the address is the user's,
+    ``reset`` sets a new password. Only the token's SHA-256 is kept."""
+
+    __tablename__ = "email_links"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (CheckConstraint("purpose IN ('confirm', 'reset')", name="email_link_purpose"),)
+
+
+class QueuedMail(Base):
+    """A mail to send (``services.accounts.mail``): written in the transaction that decided it,
+    sent by the relay, retried until the SMTP server takes it."""
+
+    __tablename__ = "mail_queue"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_error: Mapped[str] = mapped_column(Text, server_default="")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (Index("mail_queue_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL AND failed_at IS NULL")),)
 
 
 class OAuthClient(Base):

@@ -4,7 +4,11 @@
 - ``tokens``: personal and OAuth access tokens and their checks; ``oauth_store``: client
   applications and authorization codes;
 - ``things``: the catalog; ``search``: its search; ``counts``: click counts for the sorts;
-- ``ownership``: claims (the page check itself is ``claims``).
+- ``ownership``: claims (the page check itself is ``claims``);
+- ``addresses``: confirming an address by a mailed link; ``passwords``: changing and resetting
+  one; ``profiles``: profile fields and privacy; ``mail``: the mail queue and its SMTP relay,
+  ``notices``: the mails settlement's events call for; ``leaving``: the export and closing an
+  account.
 
 Each entrypoint passes its worker's session (``self.db``) and outbox (``self.events``) to a plain
 function; the function commits its own work.
@@ -12,13 +16,19 @@ function; the function commits its own work.
 from __future__ import annotations
 
 from nameko.dependency_providers import Config
-from sqlalchemy import select
+from nameko.rpc import RpcProxy
+from sqlalchemy import select, text
 
-from services.accounts import budgets, counts, credentials, oauth_store, ownership, search, things, tokens
-from services.accounts.models import outbox
+from services.accounts import (
+    addresses, budgets, counts, credentials, leaving, notices, oauth_store, ownership, passwords, profiles, search, things, tokens,
+)
+from services.accounts.mail import MailQueue
+from services.accounts.models import OAuthClient, User, outbox
 from services.common import settings
 from services.common.db import Database
-from services.common.events import batch_subscriber
+from services.common.errors import UserNotFound
+from services.common.events import batch_subscriber, first_seen, subscriber
+from services.common.times import unix
 from services.common.outbox import Outbox
 from services.common.rpc import rpc
 
@@ -28,7 +38,9 @@ class AccountsService:
 
     db = Database("ACCOUNTS_DATABASE_URL")
     events = Outbox("accounts", "ACCOUNTS_DATABASE_URL", outbox)
+    mail = MailQueue("ACCOUNTS_DATABASE_URL")
     config = Config()
+    settlement = RpcProxy("settlement")
 
     @rpc
     def health(self):
@@ -39,7 +51,7 @@ class AccountsService:
 
     @rpc
     def register_user(self, username, email, password, profile=None):
-        return credentials.register_user(self.db, self.events, username, email, password, profile)
+        return credentials.register_user(self.db, self.events, self.mail, username, email, password, profile)
 
     @rpc
     def authenticate_password(self, username, password):
@@ -168,3 +180,109 @@ class AccountsService:
             max_bytes=int(settings.setting(self.config, "CLAIM_MAX_BYTES")),
             allow_private=settings.setting(self.config, "CLAIM_ALLOW_PRIVATE_ADDRESSES").strip().lower() in ("on", "true", "1", "yes"),
         )
+
+    # -- addresses, passwords, profile and privacy, notices, leaving (for the web pages) ---------
+
+    def _user(self, user_id, lock=False) -> User:
+        user = self.db.get(User, user_id, with_for_update=lock)
+        if user is None or user.deleted_at is not None:
+            raise UserNotFound("no such user")
+        return user
+
+    @rpc
+    def resend_confirmation(self, user_id):
+        sent = addresses.resend(self.db, self.mail, self._user(user_id))
+        self.db.commit()
+        return sent
+
+    @rpc
+    def confirm_email(self, token):
+        user = addresses.confirm(self.db, token)
+        self.db.commit()
+        return credentials.user_dict(user)
+
+    @rpc
+    def request_email_change(self, user_id, password, new_email):
+        user = self._user(user_id)
+        passwords.check(user, password)
+        email = addresses.request_change(self.db, self.mail, user, new_email)
+        self.db.commit()
+        return {"email": email}
+
+    @rpc
+    def change_password(self, user_id, current, new):
+        passwords.change(self.db, self.mail, self._user(user_id, lock=True), current, new)
+        self.db.commit()
+
+    @rpc
+    def request_password_reset(self, who):
+        """Mails a link if ``who`` names an account with a confirmed address; answers nothing either way."""
+        passwords.request_reset(self.db, self.mail, who)
+        self.db.commit()
+
+    @rpc
+    def reset_link_valid(self, token):
+        return passwords.reset_link_user(self.db, token) is not None
+
+    @rpc
+    def reset_password(self, token, new_password):
+        user = passwords.reset(self.db, token, new_password)
+        self.db.commit()
+        return credentials.user_dict(user)
+
+    @rpc
+    def update_profile(self, user_id, fields):
+        user = self._user(user_id, lock=True)
+        profiles.update(user, fields)
+        self.db.commit()
+        return credentials.user_dict(user)
+
+    @rpc
+    def set_privacy(self, user_id, hide_flattrs, hide_earnings):
+        user = self._user(user_id, lock=True)
+        profiles.set_privacy(user, hide_flattrs, hide_earnings)
+        self.db.commit()
+        return credentials.user_dict(user)
+
+    @rpc
+    def list_clients(self, owner_id):
+        rows = self.db.scalars(select(OAuthClient).where(OAuthClient.owner_id == owner_id).order_by(OAuthClient.id))
+        return [{"client_id": c.client_id, "name": c.name, "redirect_uri": c.redirect_uri, "created_at": unix(c.created_at)} for c in rows]
+
+    @rpc
+    def export_user(self, user_id):
+        return leaving.export(self.db, self._user(user_id))
+
+    @rpc
+    def close_account(self, user_id, password):
+        """Close the account (``leaving.close``): sign-in ends, data is erased, money is settled."""
+        user = self._user(user_id, lock=True)
+        passwords.check(user, password)
+        leaving.close(self.db, self.events, self.mail, user)
+        self.db.commit()
+
+    @subscriber("settlement", "period.settled")
+    def on_period_settled(self, event):
+        """Mail each reader and creator of the period what it meant for them, a page of users per
+        transaction; the event counts as handled only once every page is queued."""
+        handled = self.db.execute(
+            text("SELECT 1 FROM accounts.processed_events WHERE event_id = :e AND handler = 'period.settled'"), {"e": event["event_id"]}
+        ).scalar()
+        if handled:
+            return
+        period, after = event["data"]["period"], None
+        while True:
+            page = self.settlement.period_notices(period, after, notices.PAGE)
+            notices.period_settled_page(self.db, self.mail, page)
+            self.db.commit()
+            if page["done"]:
+                break
+            after = page["last"]
+        first_seen(self.db, "accounts", event, "period.settled")
+        self.db.commit()
+
+    @subscriber("settlement", "payout.completed")
+    def on_payout_completed(self, event):
+        if first_seen(self.db, "accounts", event, "payout.completed"):
+            notices.payout_completed(self.db, self.mail, event["data"])
+        self.db.commit()

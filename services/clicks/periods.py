@@ -40,6 +40,14 @@ def month_has_turned(starts_at: datetime, now: datetime) -> bool:
     return month_key(starts_at) != month_key(now) and now > starts_at
 
 
+def month_end(starts_at: datetime) -> datetime:
+    """When the monthly timer closes a period begun at ``starts_at``: the first instant of the
+    next calendar month (UTC), from which ``month_has_turned`` holds."""
+    start = starts_at.astimezone(timezone.utc)
+    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    return datetime(year, month, 1, tzinfo=timezone.utc)
+
+
 def seal(session: Session, expected: str | None = None) -> tuple[str, str] | None:
     """Seal the open period and open the next. Returns (sealed, next) or None if ``expected`` is
     no longer the open period (another replica sealed it first). The caller commits."""

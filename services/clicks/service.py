@@ -12,7 +12,7 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import select, text
 
-from services.clicks import counts, periods
+from services.clicks import counts, periods, readers
 from services.clicks.models import Subscription, outbox
 from services.common import settings
 from services.common.db import Database
@@ -123,8 +123,9 @@ class ClicksService:
 
     @rpc
     def open_period(self):
-        row = self.db.execute(text("SELECT id, starts_at FROM clicks.periods WHERE state = 'open'")).first()
-        return {"id": row.id, "starts_at": unix(row.starts_at)}
+        """``{"id", "starts_at", "closes_at"}``: ``closes_at`` is when the monthly timer closes it
+        (an operator may close it sooner)."""
+        return readers.open_period(self.db)
 
     @rpc
     def close_period(self, expected=None):
@@ -299,7 +300,32 @@ class ClicksService:
         self.db.delete(self._subscription(user_id, thing_id))
         self.db.commit()
 
+    @subscriber("accounts", "user.deleted")
+    def on_user_deleted(self, event):
+        """A closed account's subscriptions end; its clicks stay (settlement charges them)."""
+        if first_seen(self.db, "clicks", event, "user.deleted"):
+            self.db.execute(text("DELETE FROM clicks.subscriptions WHERE user_id = :u"), {"u": event["data"]["user_id"]})
+        self.db.commit()
+
     @rpc
     def subscriptions(self, user_id):
         rows = self.db.scalars(select(Subscription).where(Subscription.user_id == user_id).order_by(Subscription.id))
         return [self._subscription_dict(s) for s in rows]
+
+    # -- for the web pages and the data export ---------------------------------------------------
+
+    @rpc
+    def reader_period(self, user_id):
+        """The open period (as ``open_period``) with the reader's ``clicks`` in it, newest first."""
+        return readers.reader_period(self.db, user_id)
+
+    @rpc
+    def period_counts(self, thing_ids):
+        """``{thing_id: flattrs in the open period}``."""
+        if not isinstance(thing_ids, list) or len(thing_ids) > 1000:
+            raise InvalidParameters("up to 1000 thing ids")
+        return readers.period_counts(self.db, thing_ids)
+
+    @rpc
+    def export_user(self, user_id):
+        return readers.export(self.db, user_id)

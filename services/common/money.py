@@ -43,3 +43,18 @@ class Money:
         sign = "-" if self.cents < 0 else ""
         whole, cents = divmod(abs(self.cents), 100)
         return f"{sign}{whole}.{cents:02d} {self.currency}"
+
+
+def cents_from_text(value: str) -> int:
+    """Cents from an amount a person typed in whole units: ``5``, ``5.5``, ``5.50``, ``5,50``,
+    ``€ 1 234.56``; ValueError for anything else (more than two decimals, a sign, letters)."""
+    cleaned = str(value).strip().replace("€", "").replace("EUR", "").replace(" ", "").replace("\u00a0", "")
+    cleaned = cleaned.replace(",", ".")
+    whole, dot, fraction = cleaned.partition(".")
+    if not whole.isdigit() and not (whole == "" and fraction):
+        raise ValueError("an amount like 5 or 5.50")
+    if dot and (not fraction.isdigit() or len(fraction) > 2):
+        raise ValueError("an amount like 5 or 5.50, with at most two decimals")
+    if len(whole) > 15:
+        raise ValueError("too large an amount")
+    return int(whole or "0") * 100 + int((fraction or "0").ljust(2, "0"))

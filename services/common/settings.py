@@ -87,6 +87,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ESCROW_HOLD_DAYS", "180", "days an unclaimed thing's escrow waits for its creator before it is refunded to the readers"),
     Setting("LOG_LEVEL", "INFO", "log level of every process"),
     Setting("LOG_FORMAT", "text", "`text` or `json` (one JSON object a line) for the log lines of every process"),
+    Setting("SMTP_HOST", "127.0.0.1", "the SMTP server accounts sends all mail through (`make dev` runs a local one)"),
+    Setting("SMTP_PORT", "1025", "its port"),
+    Setting("SMTP_SECURITY", "none", "`none`, `starttls` or `tls` (SMTP over TLS from the first byte)"),
+    Setting("SMTP_USERNAME", None, "SMTP login, if the server wants one"),
+    Setting("SMTP_PASSWORD", None, "SMTP password"),
+    Setting("SMTP_TIMEOUT", "10", "seconds an SMTP connection or command may take"),
+    Setting("MAIL_FROM", "Flattr <flattr@localhost>", "the sender of every mail"),
+    Setting("MAIL_RELAY", "on", "`off` keeps a service from sending its queued mail (it waits in `accounts.mail_queue`)"),
+    Setting("MAIL_GIVE_UP_HOURS", "72", "a mail the SMTP server keeps refusing is retried (with growing pauses) this long, then marked failed"),
+    Setting("MAIL_CATCHER_DIR", "var/mail", "where `make dev`'s local SMTP server writes the mails it receives (one `.eml` file each)"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

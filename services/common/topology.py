@@ -33,6 +33,10 @@ SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("accounts", "thing.deleted", "settlement", "on_thing_deleted"),
     ("accounts", "thing.claimed", "settlement", "on_thing_claimed"),
     ("clicks", "period.sealed", "settlement_batch", "on_period_sealed"),
+    ("settlement", "period.settled", "accounts", "on_period_settled"),
+    ("settlement", "payout.completed", "accounts", "on_payout_completed"),
+    ("accounts", "user.deleted", "clicks", "on_user_deleted"),
+    ("accounts", "user.deleted", "settlement", "on_user_deleted"),
 )
 
 

@@ -28,6 +28,7 @@ from services.gateway.views.flattr import flattr
 from services.gateway.views.money import money
 from services.gateway.views.platform import platform
 from services.gateway.views.web import web
+from services.gateway.views import pages
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     app.register_blueprint(money)
     app.register_blueprint(flattr)
     app.register_blueprint(admin)
+    pages.install(app)
     app.register_blueprint(web)
     app.register_blueprint(platform)
     app.register_blueprint(button)

@@ -1,9 +1,13 @@
-"""Errors in Flattr's format: an HTTP status and ``{"error": code, "error_description": text}``."""
+"""Errors in Flattr's format: an HTTP status and ``{"error": code, "error_description": text}``.
+
+A browser asking for a web page (``Accept`` prefers ``text/html``, outside the API, the operator's
+and the machine endpoints) gets the same status and words as an HTML page instead; clients get
+the JSON."""
 from __future__ import annotations
 
 import logging
 
-from flask import jsonify
+from flask import jsonify, make_response, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from nameko.exceptions import RemoteError
 from werkzeug.exceptions import HTTPException
@@ -23,11 +27,40 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
+# answered in JSON whatever the Accept header says
+MACHINE_PATHS = ("/rest/v2", "/admin", "/oauth/token", "/openapi.json", "/healthz", "/readyz", "/metrics", "/js/", "/button/")
+
+HEADINGS = {
+    400: "That did not work",
+    401: "Please sign in",
+    402: "Payment declined",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed here",
+    409: "Already there",
+    413: "Too large",
+    429: "Slow down",
+    500: "Something went wrong on our side",
+    502: "The payment provider failed",
+    503: "Try again in a moment",
+}
+
+
+def wants_html() -> bool:
+    if request.path.startswith(MACHINE_PATHS):
+        return False
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
 def error_response(status: int, code: str, description: str, headers: dict | None = None, extra: dict | None = None):
     metrics.ERRORS.labels(code).inc()
-    body = {"error": code, "error_description": description}
-    body.update(extra or {})
-    response = jsonify(body)
+    if wants_html():
+        heading = HEADINGS.get(status, "That did not work" if status < 500 else "Something went wrong")
+        response = make_response(render_template("error.html", status=status, code=code, heading=heading, description=description))
+    else:
+        body = {"error": code, "error_description": description}
+        body.update(extra or {})
+        response = jsonify(body)
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value

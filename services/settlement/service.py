@@ -15,7 +15,7 @@ from services.common.money import CURRENCY, Money
 from services.common.outbox import Outbox
 from services.common.rpc import rpc
 from services.common.settings import setting
-from services.settlement import batch, deposits, escrow, ledger, money_flows, rules, statements
+from services.settlement import batch, closing, deposits, escrow, ledger, money_flows, overview, rules, statements
 from services.settlement.models import Payout, outbox
 from services.settlement.providers import provider_for
 
@@ -277,3 +277,63 @@ class SettlementService:
     @rpc
     def ledger_check(self):
         return ledger.check(self.db)
+
+    # -- for the web pages, the notices and the data export ----------------------------------------
+
+    @rpc
+    def projected_period(self, user_id, thing_ids):
+        """What the open period would charge the reader, and each of ``thing_ids`` (their clicks
+        this period) would get, were it settled now with today's budget and wallet."""
+        if not isinstance(thing_ids, list) or len(thing_ids) > 10000 or not all(isinstance(i, int) for i in thing_ids):
+            raise InvalidParameters("up to 10000 thing ids")
+        return overview.projected_period(
+            self.db, user_id, sorted(set(thing_ids)),
+            rules.fee_basis_points(setting(self.config, "SETTLEMENT_FEE_BPS")),
+            rules.settlement_policy(setting(self.config, "SETTLEMENT_NO_CLICKS_POLICY")),
+        )
+
+    @rpc
+    def statement_periods(self, user_id):
+        return overview.statement_periods(self.db, user_id)
+
+    @rpc
+    def escrow_of_things(self, thing_ids):
+        if not isinstance(thing_ids, list) or len(thing_ids) > 1000:
+            raise InvalidParameters("up to 1000 thing ids")
+        return overview.escrow_of_things(self.db, thing_ids)
+
+    @rpc
+    def payout_terms(self):
+        return {"minimum": int(setting(self.config, "MIN_PAYOUT_CENTS")), "currency": CURRENCY}
+
+    @rpc
+    def period_notices(self, period, after=None, limit=1000):
+        if not isinstance(limit, int) or not 1 <= limit <= 5000:
+            raise InvalidParameters("limit is 1 to 5000")
+        return overview.period_notices(self.db, period, after, limit)
+
+    @rpc
+    def export_user(self, user_id):
+        return overview.export(self.db, user_id)
+
+    # -- closed accounts ----------------------------------------------------------------------------
+
+    @subscriber("accounts", "user.deleted")
+    def on_user_deleted(self, event):
+        if first_seen(self.db, "settlement", event, "user.deleted"):
+            closing.remember(self.db, event["data"]["user_id"], event["occurred_at"])
+        self.db.commit()
+
+    @rpc
+    def pay_out_closed_accounts(self):
+        """Final payouts of closed accounts whose last period is settled (each once: row locks and
+        the payout's idempotency key)."""
+        paid = []
+        for user_id in closing.due(self.db):
+            paid.append(closing.pay_out(self.db, self.events, user_id))
+        self.db.commit()
+        return [p for p in paid if p is not None]
+
+    @timer(interval=60)
+    def pay_out_closed_accounts_every_minute(self):
+        self.pay_out_closed_accounts()

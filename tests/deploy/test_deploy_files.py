@@ -185,7 +185,7 @@ def test_compose_interpolation_helper():
 
 def test_every_compose_service_has_a_healthcheck():
     services = _load_compose()["services"]
-    assert set(services) == {"rabbitmq", "postgres", *PROCESSES, "gateway"}
+    assert set(services) == {"rabbitmq", "postgres", "mailpit", *PROCESSES, "gateway"}
     for name, svc in services.items():
         check = svc.get("healthcheck")
         assert check and check.get("test") and not check.get("disable"), name
@@ -235,6 +235,18 @@ def test_service_healthchecks_use_the_healthcheck_module():
     gateway_probe = " ".join(services["gateway"]["healthcheck"]["test"])
     assert gateway_probe.startswith("CMD python -c") and "/healthz" in gateway_probe
     assert "curl" not in gateway_probe and "wget" not in gateway_probe  # not in slim images
+
+
+def test_mail_goes_to_the_catcher_whose_web_view_stays_on_this_machine():
+    services = _load_compose()["services"]
+    assert re.fullmatch(r"axllent/mailpit:v\d+\.\d+\.\d+", services["mailpit"]["image"]), "a pinned version"
+    assert services["mailpit"]["ports"] == ["127.0.0.1:8025:8025"]
+    env = services["accounts"]["environment"]
+    assert env["SMTP_HOST"] == "${SMTP_HOST:-mailpit}" and env["SMTP_PORT"] == "${SMTP_PORT:-1025}"
+    assert env["FLATTR_PUBLIC_URL"].startswith("${FLATTR_PUBLIC_URL:-http")  # the links in mails
+    for name in (*PROCESSES, "gateway"):
+        if name != "accounts":
+            assert not {k for k in services[name]["environment"] if k.startswith(("SMTP_", "MAIL_"))}, f"only accounts sends mail, not {name}"
 
 
 def test_clicks_can_be_scaled():

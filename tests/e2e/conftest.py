@@ -38,6 +38,9 @@ def dev_stack(infra, vhost, tmp_path, dev_env):
         FLATTR_ADMIN_TOKEN="dev-admin",
         CLAIM_ALLOW_PRIVATE_ADDRESSES="on",  # the claim page is served by the test on 127.0.0.1
         CLICK_WORKER_HEARTBEAT=str(tmp_path / "click-worker.heartbeat"),
+        # make dev's local SMTP server, on a port of this test's own
+        SMTP_PORT=str(free_port()),
+        MAIL_CATCHER_DIR=str(tmp_path / "mail"),
         **dev_env,
     )
     log = open(tmp_path / "dev.log", "w")

@@ -11,7 +11,7 @@ import requests
 from testsupport.devstack import group_alive, started_pids, stop_group, wait_ready
 from tests.factories import PASSWORD, eventually
 
-SERVICES = ("accounts", "clicks", "click-worker", "settlement", "payouts", "batch", "gateway")
+SERVICES = ("accounts", "clicks", "click-worker", "settlement", "payouts", "batch", "gateway", "mail")
 LINE = re.compile(r"^\s*(?P<name>[\w-]+) \| (?P<text>.*)$")
 
 

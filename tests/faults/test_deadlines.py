@@ -47,6 +47,8 @@ def stack(private_rabbit, infra, tmp_path):
         CLAIM_FETCH_TIMEOUT="1",
         BUTTON_CACHE_SECONDS="0.1",
         CLICK_WORKER_HEARTBEAT=str(tmp_path / "click-worker.heartbeat"),
+        SMTP_PORT=str(devstack.free_port()),  # make dev's local SMTP server, on a port of this test's own
+        MAIL_CATCHER_DIR=str(tmp_path / "mail"),
     )
     log = tmp_path / "dev.log"
     process = devstack.start(env, log)

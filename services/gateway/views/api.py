@@ -258,22 +258,22 @@ def get_budget():
 # -- reference lists and limits ---------------------------------------------------------------
 
 
-def _catalog() -> dict:
+def catalog() -> dict:
     """Categories and languages are fixed lists owned by accounts; asked for once per process."""
-    catalog = current_app.extensions.get("catalog")
-    if catalog is None:
-        catalog = current_app.extensions["catalog"] = rpc.call("accounts", "catalog")
-    return catalog
+    found = current_app.extensions.get("catalog")
+    if found is None:
+        found = current_app.extensions["catalog"] = rpc.call("accounts", "catalog")
+    return found
 
 
 @api.get("/categories", strict_slashes=False)
 def categories():
-    return jsonify(_catalog()["categories"])
+    return jsonify(catalog()["categories"])
 
 
 @api.get("/languages", strict_slashes=False)
 def languages():
-    return jsonify(_catalog()["languages"])
+    return jsonify(catalog()["languages"])
 
 
 @api.get("/rate_limit", strict_slashes=False)

@@ -87,6 +87,8 @@ def _flattr_list(rows: list[dict]):
         user = users.get(str(row["user_id"]))
         if thing is None or user is None or not _visible(thing, caller):
             continue  # a deleted or hidden thing, or a deleted account, leaves no entry
+        if user.get("hide_flattrs") and (caller is None or caller.user_id != user["id"]):
+            continue  # who keeps what they flattr private is left out, except for themself
         thing = dict(thing, **counts.get(str(row["thing_id"]), {}))
         out.append({"type": "flattr", "thing": rep.small_thing(thing), "owner": rep.small_user(user), "created_at": row["created_at"]})
     return jsonify(out)
@@ -103,6 +105,9 @@ def my_flattrs():
 def user_flattrs(username):
     user = rpc.call("accounts", "get_user", username=username)
     page, count = params.paging()
+    caller = current_caller()
+    if user.get("hide_flattrs") and (caller is None or caller.user_id != user["id"]):
+        return jsonify([])
     return _flattr_list(rpc.call("clicks", "flattrs", user_id=user["id"], page=page, count=count))
 
 
@@ -161,6 +166,7 @@ def _activities(user_id: int, username: str):
     kind = request.args.get("type", "outgoing")
     if kind not in ("incoming", "outgoing"):
         raise ApiError(400, "invalid_parameters", "type is incoming or outgoing")
+    caller = current_caller()
     if kind == "outgoing":
         rows = rpc.call("clicks", "flattrs", user_id=user_id, page=1, count=30)
     else:
@@ -172,6 +178,8 @@ def _activities(user_id: int, username: str):
     for row in rows:
         thing, actor = things.get(row["thing_id"]), users.get(str(row["user_id"]))
         if thing is None or actor is None or not _visible(thing, current_caller()):
+            continue
+        if actor.get("hide_flattrs") and (caller is None or caller.user_id != actor["id"]):
             continue
         items.append(
             {

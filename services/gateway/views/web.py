@@ -1,4 +1,5 @@
 """Web pages on the platform's own origin: sign-up, sign-in, client applications, OAuth consent.
+The other pages of the web app add themselves to this blueprint (``views/pages``).
 
 They use a signed session cookie, and every form carries a CSRF token (Flask-WTF).
 """
@@ -7,11 +8,12 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 
-from services.common.errors import DomainError, NotFound, Unauthorized, UserNotFound
+from services.common.errors import DomainError, Unauthorized
 from services.gateway import rpc
 from services.gateway.oauth import User
+from services.gateway.views.pages.formatting import SCOPE_TEXT
 
 web = Blueprint("web", __name__)
 
@@ -44,11 +46,6 @@ def login_required(view):
     return wrapper
 
 
-@web.get("/")
-def home():
-    return render_template("home.html")
-
-
 @web.route("/signup", methods=["GET", "POST"])
 def signup():
     next_url = request.values.get("next")
@@ -61,6 +58,7 @@ def signup():
         status = 409 if exc.status == 409 else 400
         return render_template("signup.html", form=form, next=next_url, error=exc.description), status
     _sign_in(user)
+    flash(f"Welcome, {user['username']}! We mailed a link to {user['email']}: open it to confirm your address.", "ok")
     return redirect(safe_next(next_url))
 
 
@@ -86,13 +84,15 @@ def logout():
 @web.route("/apps", methods=["GET", "POST"])
 @login_required
 def apps():
-    if request.method == "GET":
-        return render_template("apps.html")
-    try:
-        created = rpc.call("accounts", "register_client", session["user_id"], request.form.get("name", ""), request.form.get("redirect_uri", ""))
-    except DomainError as exc:
-        return render_template("apps.html", error=exc.description), 400
-    return render_template("apps.html", created=created), 201
+    created, error, status = None, None, 200
+    if request.method == "POST":
+        try:
+            created = rpc.call("accounts", "register_client", session["user_id"], request.form.get("name", ""), request.form.get("redirect_uri", ""))
+            status = 201
+        except DomainError as exc:
+            error, status = exc.description, 400
+    clients = rpc.call("accounts", "list_clients", session["user_id"])
+    return render_template("apps.html", created=created, error=error, clients=clients), status
 
 
 @web.route("/oauth/authorize", methods=["GET", "POST"])
@@ -108,7 +108,7 @@ def authorize():
         except OAuth2Error as error:
             return render_template("base.html", error=f"{error.error}: {error.description or 'invalid request'}"), 400
         scopes = (grant.request.scope or "").split()
-        return render_template("authorize.html", client_name=grant.client.name, scopes=scopes)
+        return render_template("authorize.html", client_name=grant.client.name, scopes=scopes, scope_text=SCOPE_TEXT)
     if request.form.get("confirm") != "yes":
         return server.create_authorization_response(grant_user=None)
     return server.create_authorization_response(grant_user=user)
@@ -117,20 +117,3 @@ def authorize():
 @web.post("/oauth/token")
 def issue_token():
     return current_app.extensions["oauth_server"].create_token_response()
-
-
-@web.get("/thing/<int:thing_id>")
-def thing_page(thing_id):
-    things = rpc.call("accounts", "get_things", [thing_id])
-    if not things:
-        raise NotFound("no such thing")
-    return render_template("thing.html", thing=things[0])
-
-
-@web.get("/profile/<username>")
-def profile(username):
-    try:
-        user = rpc.call("accounts", "get_user", username=username)
-    except UserNotFound:
-        raise NotFound("no such user") from None
-    return render_template("profile.html", user=user)
