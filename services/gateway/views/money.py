@@ -13,12 +13,15 @@ from services.gateway.representations import api_url
 money = Blueprint("money", __name__, url_prefix="/rest/v2")
 
 
-
-def _amount_and_key() -> tuple[int, str]:
+def _idempotent_request(method: str, made: str, created_status: int):
+    """A deposit or a payout request (``settlement.<method>``, answering ``{made: ..., "created"}``):
+    ``amount`` and ``idempotency_key`` in; the same key again answers what the first request made
+    (200) and makes nothing new."""
     data = params.body()
     amount = params.integer(data.get("amount"), "amount")
     key = params.text(data.get("idempotency_key"), "idempotency_key", required=True)
-    return amount, key
+    result = rpc.call("settlement", method, current_caller().user_id, amount, key)
+    return jsonify(result[made]), created_status if result["created"] else 200
 
 
 @money.get("/user/wallet", strict_slashes=False)
@@ -32,9 +35,7 @@ def wallet():
 @money.post("/user/deposits", strict_slashes=False)
 @require(personal=True)
 def deposit():
-    amount, key = _amount_and_key()
-    result = rpc.call("settlement", "deposit", current_caller().user_id, amount, key)
-    return jsonify(result["deposit"]), 201 if result["created"] else 200
+    return _idempotent_request("deposit", "deposit", 201)
 
 
 @money.get("/user/revenue", strict_slashes=False)
@@ -46,9 +47,7 @@ def revenue():
 @money.post("/user/payouts", strict_slashes=False)
 @require(personal=True)
 def request_payout():
-    amount, key = _amount_and_key()
-    result = rpc.call("settlement", "request_payout", current_caller().user_id, amount, key)
-    return jsonify(result["payout"]), 202 if result["created"] else 200
+    return _idempotent_request("request_payout", "payout", 202)
 
 
 @money.get("/user/payouts", strict_slashes=False)
