@@ -35,6 +35,9 @@ LANGUAGES = (
 LANGUAGE_IDS = frozenset(code for code, _ in LANGUAGES)
 
 SCOPES = frozenset({"flattr", "thing", "email", "extendedread"})
+# Money moves with these (budget, wallet and deposits; revenue and payouts): a user's own personal
+# tokens may have them, a client application's token never.
+MONEY_SCOPES = frozenset({"wallet", "payout"})
 
 # Syntax only (no DNS): one @, a local part without spaces, a dotted domain.
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
@@ -105,6 +108,15 @@ def parse_scopes(value, allowed: frozenset = SCOPES) -> list[str]:
     unknown = [s for s in scopes if s not in allowed]
     if unknown:
         raise InvalidParameters(f"unknown scope: {' '.join(unknown)}")
+    return scopes
+
+
+def parse_personal_scopes(value) -> list[str]:
+    """A personal token's scopes: the money scopes too, and at least one (a token that can do
+    nothing is a mistake, and a scope-less token once meant one that could move money)."""
+    scopes = parse_scopes(value, SCOPES | MONEY_SCOPES)
+    if not scopes:
+        raise InvalidParameters(f"scope is required: one or more of {' '.join(sorted(SCOPES | MONEY_SCOPES))}")
     return scopes
 
 

@@ -160,7 +160,7 @@ class AccountsService:
 
     @rpc
     def create_personal_token(self, user_id, scope, name=""):
-        scopes = rules.parse_scopes(scope)
+        scopes = rules.parse_personal_scopes(scope)
         name = name or ""
         if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME or not rules.is_storable(name):
             raise InvalidParameters(f"name must be text of at most {MAX_TOKEN_NAME} characters")

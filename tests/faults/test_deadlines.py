@@ -70,7 +70,7 @@ class Reader:
         self.base = base
         self.username = f"r{uuid.uuid4().hex[:10]}"
         assert requests.post(f"{base}/rest/v2/users", json={"username": self.username, "email": f"{self.username}@example.com", "password": PASSWORD}).status_code == 201
-        token = requests.post(f"{base}/rest/v2/user/tokens", auth=(self.username, PASSWORD), data={"scope": "flattr thing extendedread"}).json()["access_token"]
+        token = requests.post(f"{base}/rest/v2/user/tokens", auth=(self.username, PASSWORD), data={"scope": "flattr thing extendedread wallet"}).json()["access_token"]
         self.headers = {"Authorization": f"Bearer {token}"}
         assert requests.get(f"{base}/rest/v2/user", headers=self.headers).status_code == 200
         self.thing = requests.post(f"{base}/rest/v2/things", headers=self.headers, json={"url": f"https://{self.username}.example/", "title": "A thing to look at"}).json()["id"]

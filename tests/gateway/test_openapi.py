@@ -150,7 +150,8 @@ def test_auth_and_scopes_match_the_views(app, document):
         if scopes is not None:  # the view is wrapped in @require(...): a bearer token is needed
             assert security == [{"bearerAuth": []}], key
             assert sorted(operation.get("x-required-scopes", [])) == sorted(scopes), key
-        elif key == ("POST", "/rest/v2/user/tokens"):
+            assert sorted(operation.get("x-required-any-scope", [])) == sorted(view.any_of_scopes), key
+        elif getattr(view, "needs_password", False):
             assert security == [{"basicAuth": []}], key  # HTTP Basic username:password, checked by the view
         else:
             assert {} in security, f"{key}: the view needs no bearer token, so security must allow none"
@@ -172,7 +173,7 @@ POSITIVE_CHECKS = [
 NEGATIVE_CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
 FUZZ_EXAMPLES = 15  # per operation and generation mode, on top of schemathesis' coverage cases
 # fewer for operations whose every request is slow: each token request verifies a password with argon2
-FUZZ_EXAMPLES_OF = {"POST /rest/v2/user/tokens": 5}
+FUZZ_EXAMPLES_OF = {"POST /rest/v2/user/tokens": 5, "GET /rest/v2/user/tokens": 5, "DELETE /rest/v2/user/tokens/{id}": 5}
 
 
 INT64_MAX = 2**63 - 1
@@ -318,7 +319,7 @@ def test_gateway_keeps_to_its_openapi_document(gateway):
     }
 
     # revoking tokens by random ids may revoke the caller's own: that runs last, as someone else
-    _, throwaway_bearer = user_with_token(gateway)
+    throwaway, throwaway_bearer = user_with_token(gateway)
 
     operations = [result.ok() for result in schema.get_all_operations()]
     # DELETE last: a random id may hit the thing the other operations are given by id
@@ -327,7 +328,7 @@ def test_gateway_keeps_to_its_openapi_document(gateway):
     for operation in operations:
         method = operation.method.upper()
         if operation.path.startswith("/rest/v2/user/tokens/"):
-            prober.bearer = throwaway_bearer
+            prober.bearer, prober.basic = throwaway_bearer, (throwaway["username"], throwaway["password"])
         if operation.path == "/rest/v2/things/{id}" and method in ("PATCH", "POST"):
             # bodies checked against a thing the caller owns, so validation (not 404) answers them
             prober.coverage(operation, id=thing_id)
@@ -421,15 +422,20 @@ def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_f
 
     # money endpoints refuse OAuth clients' tokens; the owner sees them listed
     _conforms(gateway, schema, "GET /rest/v2/user/budget", 403, call={"headers": oauth})
-    _conforms(gateway, schema, "GET /rest/v2/user/tokens", 403, call={"headers": oauth})
-    listed = _conforms(gateway, schema, "GET /rest/v2/user/tokens", 200, call={"headers": web_personal})
+    _conforms(gateway, schema, "GET /rest/v2/user/tokens", 401, call={"headers": oauth})  # the password, not a token
+    _conforms(gateway, schema, "GET /rest/v2/user/tokens", 401, call={"headers": web_personal})
+    listed = _conforms(gateway, schema, "GET /rest/v2/user/tokens", 200, call={"auth": (web_user, PASSWORD)})
     assert {t["kind"] for t in listed.json()} == {"personal", "oauth"}
     # the OAuth token has no extendedread/email: the caller's profile has no private fields
     me = _conforms(gateway, schema, "GET /rest/v2/user", 200, call={"headers": oauth})
     assert "email" not in me.json()
 
-    # a token without the thing scope
-    _, no_scope = user_with_token(gateway, scope="")
+    # a token without the thing, flattr or money scopes; a token without any scope is not made
+    _, no_scope = user_with_token(gateway, scope="email")
+    basic = {"auth": (user["username"], user["password"])}
+    _conforms(gateway, schema, "POST /rest/v2/user/tokens", 400, body={"scope": ""}, media_type=form, call=basic)
+    _conforms(gateway, schema, "PUT /rest/v2/user/budget", 403, body={"amount": 500}, media_type="application/json", call={"headers": no_scope})
+    _conforms(gateway, schema, "GET /rest/v2/user/statements/{period}", 403, path_parameters={"period": "2026-01"}, call={"headers": no_scope})
     body = {"url": "https://example.com/not-allowed", "title": "Not allowed"}
     _conforms(gateway, schema, "POST /rest/v2/things", 403, body=body, media_type="application/json", call={"headers": no_scope})
     _conforms(

@@ -1,4 +1,7 @@
-"""The platform's money endpoints: wallet, deposits, revenue, payouts, statements. Personal tokens only."""
+"""The platform's money endpoints: wallet, deposits, revenue, payouts, statements.
+
+Personal tokens only, with the ``wallet`` scope (what a reader pays with) or the ``payout`` scope
+(what a creator earned); a statement shows both sides, so either scope reads it."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
@@ -25,7 +28,7 @@ def _idempotent_request(method: str, made: str, created_status: int):
 
 
 @money.get("/user/wallet", strict_slashes=False)
-@require(personal=True)
+@require("wallet", personal=True)
 def wallet():
     answer = rpc.call("settlement", "wallet", current_caller().user_id)
     answer["period"] = rpc.call("clicks", "open_period")
@@ -33,31 +36,31 @@ def wallet():
 
 
 @money.post("/user/deposits", strict_slashes=False)
-@require(personal=True)
+@require("wallet", personal=True)
 def deposit():
     return _idempotent_request("deposit", "deposit", 201)
 
 
 @money.get("/user/revenue", strict_slashes=False)
-@require(personal=True)
+@require("payout", personal=True)
 def revenue():
     return jsonify(rpc.call("settlement", "revenue", current_caller().user_id))
 
 
 @money.post("/user/payouts", strict_slashes=False)
-@require(personal=True)
+@require("payout", personal=True)
 def request_payout():
     return _idempotent_request("request_payout", "payout", 202)
 
 
 @money.get("/user/payouts", strict_slashes=False)
-@require(personal=True)
+@require("payout", personal=True)
 def payouts():
     return jsonify(rpc.call("settlement", "payouts", current_caller().user_id))
 
 
 @money.get("/user/payouts/<int:payout_id>")
-@require(personal=True)
+@require("payout", personal=True)
 def payout(payout_id):
     return jsonify(rpc.call("settlement", "payout", current_caller().user_id, payout_id))
 
@@ -70,7 +73,7 @@ def period_id(value: str) -> str:
 
 
 @money.get("/user/statements/<period>")
-@require(personal=True)
+@require(personal=True, any_of=("wallet", "payout"))
 def statement(period):
     """Where the caller's money went in a settled period, per thing with the fee, and what the
     caller's things earned in it; the figures are the ledger's, to the cent."""
