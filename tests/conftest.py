@@ -309,7 +309,9 @@ def rpc(amqp_uri):
 
 @pytest.fixture
 def gateway_factory(amqp_uri):
-    """Serve a gateway app over real HTTP on a free port; returns its base URL."""
+    """Serve a gateway app over real HTTP on a free port; returns its base URL. The gateways of
+    one test share their rate limits and password throttles (in the local Redis, under a key
+    prefix of the test's own), as a platform's replicas do."""
     from eventlet import wsgi
 
     from services.gateway.app import create_app
@@ -317,9 +319,11 @@ def gateway_factory(amqp_uri):
     from services.gateway.rpc import RpcPool
 
     servers = []
+    key_prefix = f"flattr-test-{WORKER}-{uuid.uuid4().hex[:12]}"
 
     def start(**overrides):
         overrides.setdefault("FLATTR_RATE_LIMITS", "off")
+        overrides.setdefault("RATE_LIMIT_KEY_PREFIX", key_prefix)
         overrides.setdefault("SECRET_KEY", "test-secret")
         overrides.setdefault("FLATTR_ADMIN_TOKEN", ADMIN_TOKEN)
         timeout = overrides.pop("RPC_TIMEOUT", 10)

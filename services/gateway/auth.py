@@ -18,6 +18,7 @@ from flask import current_app, g, request
 from services.common.errors import Unauthorized
 from services.gateway import deadline, rpc
 from services.gateway.errors import ApiError
+from services.gateway.password_throttle import TooManyAttempts
 from services.gateway.rpc import ServiceUnavailable
 
 
@@ -221,6 +222,23 @@ def require(*scopes: str, personal: bool = False, any_of: tuple[str, ...] = ()):
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="flattr"'}
 
 
+def check_password(username: str, password: str) -> dict:
+    """The user, if the password is theirs: Unauthorized if not, TooManyAttempts while the
+    account must wait (``services.gateway.password_throttle``). Every password check goes here."""
+    throttle = current_app.extensions["password_throttle"]
+    attempt = throttle.before_check(username)
+    right = None
+    try:
+        user = rpc.call("accounts", "authenticate_password", username, password)
+        right = True
+    except Unauthorized:
+        right = False
+        raise
+    finally:
+        throttle.after_check(attempt, right)
+    return user
+
+
 def password_required(view):
     """The view needs the user's own ``username:password`` by HTTP Basic, not a token: making,
     listing and revoking tokens (a stolen token must not mint or hide others). The user is in
@@ -232,9 +250,11 @@ def password_required(view):
         if auth is None or auth.type != "basic" or not auth.username or auth.password is None or "\x00" in auth.username + auth.password:
             raise ApiError(401, "unauthorized", "sign in with HTTP Basic username:password", BASIC_CHALLENGE)
         try:
-            g.password_user = rpc.call("accounts", "authenticate_password", auth.username, auth.password)
+            g.password_user = check_password(auth.username, auth.password)
         except Unauthorized:
             raise ApiError(401, "unauthorized", "wrong username or password", BASIC_CHALLENGE) from None
+        except TooManyAttempts as exc:
+            raise ApiError(403, "rate_limit_exceeded", str(exc), {"Retry-After": str(exc.retry_after)}) from None
         return view(*args, **kwargs)
 
     wrapper.needs_password = True

@@ -191,7 +191,7 @@ def test_compose_interpolation_helper():
 
 def test_every_compose_service_has_a_healthcheck():
     services = _load_compose()["services"]
-    assert set(services) == {"rabbitmq", "postgres", *PROCESSES, "gateway"}
+    assert set(services) == {"rabbitmq", "postgres", "redis", *PROCESSES, "gateway"}
     for name, svc in services.items():
         check = svc.get("healthcheck")
         assert check and check.get("test") and not check.get("disable"), name
@@ -207,6 +207,11 @@ def test_infrastructure_images_and_probes():
     pg_env = services["postgres"]["environment"]
     assert pg_env["POSTGRES_DB"] == "flattr"
     assert pg_env["POSTGRES_PASSWORD"].startswith("${")
+    # the gateway's rate limits and password throttles live in Redis, shared by its replicas
+    assert services["redis"]["image"].startswith("redis:7")
+    assert "ports" not in services["redis"], "the store is for the gateway only"
+    assert services["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["gateway"]["environment"]["FLATTR_RATE_LIMIT_STORAGE"] == "redis://redis:6379/0"
 
 
 def test_app_services_share_one_image_built_from_the_dockerfile():

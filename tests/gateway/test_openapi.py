@@ -391,7 +391,7 @@ def _conforms(base_url: str, schema, label: str, status: int, *, call: dict | No
 
 def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_factory):
     """OAuth tokens, missing scopes, found lookups and rate limits, checked against the document."""
-    from tests.gateway.test_web_and_oauth import _register_app, csrf_token, web_sign_up
+    from tests.web_forms import csrf_token, register_app, web_sign_up
 
     schema = schemathesis.openapi.from_dict(load_openapi())
     user, personal = user_with_token(gateway)
@@ -401,7 +401,7 @@ def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_f
     browser, web_user = web_sign_up(gateway)
     web_personal = bearer(personal_token(gateway, {"username": web_user, "password": PASSWORD}))
     redirect_uri = "https://reader.example/callback"
-    client_id, secret = _register_app(gateway, browser, redirect_uri)
+    client_id, secret = register_app(gateway, browser, redirect_uri)
     query = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": "flattr thing"}
     consent = browser.get(f"{gateway}/oauth/authorize", params=query)
     approved = browser.post(

@@ -11,7 +11,9 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from services.common.errors import DomainError, NotFound, Unauthorized, UserNotFound
 from services.gateway import rpc
+from services.gateway.auth import check_password
 from services.gateway.oauth import User
+from services.gateway.password_throttle import TooManyAttempts
 
 web = Blueprint("web", __name__)
 
@@ -70,9 +72,13 @@ def login():
     if request.method == "GET":
         return render_template("login.html", form={}, next=next_url)
     try:
-        user = rpc.call("accounts", "authenticate_password", request.form.get("username", ""), request.form.get("password", ""))
+        user = check_password(request.form.get("username", ""), request.form.get("password", ""))
     except Unauthorized:
         return render_template("login.html", form=request.form, next=next_url, error="Wrong username or password."), 401
+    except TooManyAttempts as exc:
+        error = f"Too many sign-in attempts for this account. Try again in {exc.retry_after} seconds."
+        page = render_template("login.html", form=request.form, next=next_url, error=error)
+        return page, 429, {"Retry-After": str(exc.retry_after)}
     _sign_in(user)
     return redirect(safe_next(next_url))
 
