@@ -48,7 +48,11 @@ def create_thing(base: str, headers: dict, url: str | None = None, **fields) -> 
     return response.json()["id"]
 
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
+# the test gateways' admin token (tests/conftest.py): as long as the gateway demands
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghijklmnop"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# a secret key the gateway accepts, for apps made by tests
+SECRET_KEY = "test-secret-key-0123456789abcdefghijklmnop"
 
 
 def deposit(base: str, headers: dict, amount: int, key: str | None = None) -> requests.Response:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from datetime import timedelta
 
@@ -12,7 +11,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.common import settings
-from services.gateway import deadline, errors, metrics, request_log
+from services.gateway import config, deadline, errors, metrics, request_log, security_headers
 from services.gateway.auth import TokenCache, TokenChecker
 from services.gateway.click_fast_path import ClickFastPath
 from services.gateway.oauth import init_oauth
@@ -47,20 +46,19 @@ class WebOnlySessions(SecureCookieSessionInterface):
 def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks: ClickClient | None = None) -> Flask:
     app = Flask(__name__)
     overrides = overrides or {}
-    secret = overrides.get("SECRET_KEY") or settings.get("FLATTR_SECRET_KEY")
-    if not secret:
-        log.warning("FLATTR_SECRET_KEY is not set: sessions will not survive a restart or work across processes")
-        secret = secrets.token_urlsafe(32)
+    safe = config.load(overrides)  # UnsafeSettings: no app without its secrets and public address
     app.config.update(
-        SECRET_KEY=secret,
+        SECRET_KEY=safe.secret_key,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=safe.secure_cookies,
         PERMANENT_SESSION_LIFETIME=timedelta(days=14),
         WTF_CSRF_TIME_LIMIT=None,
     )
     app.config.update({k: v for k, v in overrides.items() if k != "SECRET_KEY"})
+    app.config.update(PUBLIC_URL=safe.public_url, FLATTR_ADMIN_TOKEN=safe.admin_token)
     app.json.sort_keys = False
     app.session_interface = WebOnlySessions()
 
@@ -102,6 +100,7 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     init_oauth(app)
     csrf.exempt("services.gateway.views.web.issue_token")
     errors.register(app)
+    security_headers.init(app)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):

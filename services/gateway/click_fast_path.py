@@ -21,7 +21,6 @@ from http import HTTPStatus
 from services.gateway import metrics
 from services.gateway.auth import token_key
 from services.gateway.deadline import RETRY_AFTER_SECONDS
-from services.gateway.representations import base_url
 from services.gateway.errors import ApiError
 from services.gateway.rate_limits import rate_limit_args
 from services.gateway.request_log import ENVIRON_ID, ENVIRON_ROUTE
@@ -44,6 +43,7 @@ class ClickFastPath:
         self.clicks = app.extensions["clicks"]
         self.limiter = app.extensions["rate_limiter"]
         self.limit_for = app.extensions["rate_limit_for_token"]
+        self.base_url = app.config["PUBLIC_URL"]
         self._latency = metrics.REQUEST_LATENCY.labels("POST", RULE)
 
     def __call__(self, environ, start_response):
@@ -79,7 +79,7 @@ class ClickFastPath:
         environ[ENVIRON_ROUTE] = RULE
         try:
             answer = self.clicks.flattr(caller.user_id, thing_id, request_id=environ.get(ENVIRON_ID))
-            outcome = self.outcome(answer, base_url(environ))
+            outcome = self.outcome(answer, self.base_url)
         except ServiceUnavailable as exc:
             log.warning("service unavailable: %s", exc)
             outcome = ApiError(503, "service_unavailable", "a service is not answering; try again shortly")

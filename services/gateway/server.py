@@ -81,7 +81,15 @@ def _spawn(host: str, port: int) -> int:
 def main() -> int:
     from services.common import logs, settings
 
+    from services.gateway import config
+
     logs.configure("gateway")
+    try:
+        config.load()
+    except config.UnsafeSettings as exc:
+        for problem in exc.problems:
+            log.error("will not start: %s", problem)
+        return 2
     host, port = settings.get("GATEWAY_HOST"), settings.get_int("GATEWAY_PORT")
     workers = settings.get_int("GATEWAY_WORKERS")
     _listen(host, port).close()  # fail here, at once, if the port is taken

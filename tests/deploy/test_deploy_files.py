@@ -45,6 +45,9 @@ PROBES = {name: ["python", "-m", "services.common.healthcheck", name] for name i
 PROBES["click-worker"] = ["python", "-m", "services.clicks.worker", "--check"]
 PROBES["settlement-batch"] = ["python", "-m", "services.common.healthcheck", "settlement_batch"]
 SECRET_KEYS = ("FLATTR_ADMIN_TOKEN", "FLATTR_SECRET_KEY")
+# what compose must be given (an .env file): it ships no working default for any secret
+REQUIRED_IN_COMPOSE = ("FLATTR_SECRET_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD")
+GIVEN_SECRETS = {name: "0123456789abcdef" * 4 for name in REQUIRED_IN_COMPOSE}
 # The oldest Kubernetes minor we claim to support, and the newest the pinned validator knows.
 K8S_MIN_VERSION = "1.30"
 
@@ -159,9 +162,9 @@ def _exec_form(args: str) -> list[str]:
 def test_compose_file_is_valid_against_the_compose_specification():
     doc = _load_compose()
     assert _compose_errors(doc) == []
-    # and it still is once variables are interpolated the way `docker compose` does, with
-    # nothing set in the environment (the out-of-the-box `docker compose up --build`)
-    assert _compose_errors(interpolate(doc, env={})) == []
+    # and it still is once variables are interpolated the way `docker compose` does, with only
+    # the secrets set (the .env file the top of the file asks for)
+    assert _compose_errors(interpolate(doc, env=GIVEN_SECRETS)) == []
 
 
 def test_compose_schema_check_is_not_vacuous():
@@ -173,9 +176,17 @@ def test_compose_schema_check_is_not_vacuous():
     assert any("replicas" in e for e in errors), errors
 
 
-def test_compose_works_out_of_the_box_every_variable_has_a_default():
-    for name, op, _ in _variables(COMPOSE_FILE.read_text()):
-        assert op in (":-", "-"), f"${{{name}}} has no default: `docker compose up` would need it set"
+def test_compose_needs_only_the_secrets_every_other_variable_has_a_default():
+    for name, op, arg in _variables(COMPOSE_FILE.read_text()):
+        if name in REQUIRED_IN_COMPOSE:
+            assert op == ":?" and ".env" in arg, f"${{{name}}} must be required, with a hint where to set it"
+        else:
+            assert op in (":-", "-"), f"${{{name}}} has no default: `docker compose up` would need it set"
+    # without them, compose stops at once and says which is missing
+    doc = _load_compose()
+    for name in REQUIRED_IN_COMPOSE:
+        with pytest.raises(LookupError, match=name):
+            interpolate(doc, env={k: v for k, v in GIVEN_SECRETS.items() if k != name})
 
 
 def test_compose_interpolation_helper():
@@ -269,11 +280,15 @@ def test_each_app_service_gets_the_broker_and_only_its_own_database():
     assert not set(DB_URL_KEY.values()) & set(gateway_env), "the gateway reaches data only by RPC"
 
 
-def test_gateway_listens_on_all_interfaces_and_publishes_8000():
-    gateway = _load_compose()["services"]["gateway"]
-    assert gateway["environment"]["GATEWAY_HOST"] == "0.0.0.0"
+def test_gateway_is_published_on_this_machine_only_unless_told_otherwise():
+    gateway = interpolate(_load_compose(), env=GIVEN_SECRETS)["services"]["gateway"]
+    assert gateway["environment"]["GATEWAY_HOST"] == "0.0.0.0"  # inside its container
     assert str(gateway["environment"]["GATEWAY_PORT"]) == "8000"
-    assert any(str(p).endswith("8000:8000") or str(p) == "8000" for p in gateway["ports"])
+    assert gateway["ports"] == ["127.0.0.1:8000:8000"]
+    exposed = interpolate(_load_compose(), env={**GIVEN_SECRETS, "GATEWAY_PUBLISH": "0.0.0.0:8000"})["services"]["gateway"]
+    assert exposed["ports"] == ["0.0.0.0:8000:8000"]
+    # links are built from the public address, which defaults to the published one
+    assert gateway["environment"]["FLATTR_PUBLIC_URL"] == "http://localhost:8000"
 
 
 def test_compose_environment_names_are_declared_settings():
@@ -291,15 +306,17 @@ def test_compose_holds_no_literal_secrets():
         value = services["gateway"]["environment"][key]
         (var,) = _variables(value)
         assert value == f"${{{var[0]}{var[1]}{var[2]}}}", f"{key} must come from the environment"
-        assert var[0] == key and "dev-only" in var[2], f"{key}'s default must say it is for demos"
+        # required, or (the admin token) empty by default: the admin endpoints are then off
+        assert var[0] == key and (var[1] == ":?" or (var[1] == ":-" and var[2] == "")), f"{key} has a working default"
     for name, svc in services.items():
         for key, value in (svc.get("environment") or {}).items():
             value = str(value)
             if re.search(r"PASSWORD|PASS$|SECRET|TOKEN", key):
                 assert value.startswith("${") and value.endswith("}"), (name, key)
-            # a credential inside a URL must be interpolated too
+                assert "changeme" not in value and ":?" in value or value.endswith(":-}"), (name, key)
+            # a credential inside a URL must be interpolated too, and required
             for cred in re.findall(r"://[^:/@]+:([^@]+)@", value):
-                assert cred.startswith("${") and "dev-only" in cred, (name, key)
+                assert cred.startswith("${") and ":?" in cred, (name, key)
 
 
 # --------------------------------------------------------------------------- health-check module

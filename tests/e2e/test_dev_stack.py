@@ -2,7 +2,7 @@
 import pytest
 import requests
 
-from testsupport.devstack import group_alive, stop_group, wait_ready
+from testsupport.devstack import DEV_ADMIN_TOKEN, group_alive, stop_group, wait_ready
 from tests.factories import PASSWORD, bearer, eventually
 from tests.pages import PageServer, Route, claim_page
 
@@ -32,7 +32,7 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
     flattred = requests.post(f"{base}/rest/v2/flattr", data={"url": "https://someone.example/article"}, headers=bearer(token_all))
     assert flattred.status_code == 200, flattred.text
     assert requests.post(f"{base}/rest/v2/flattr", data={"url": "https://someone.example/article"}, headers=bearer(token_all)).status_code == 403
-    admin = {"Authorization": "Bearer dev-admin"}
+    admin = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
     credit = {"username": "devuser", "account": "revenue", "amount": 2500, "reason": "demo revenue", "idempotency_key": "dev-rev"}
     assert requests.post(f"{base}/admin/adjustments", json=credit, headers=admin).status_code == 201
     payout = requests.post(f"{base}/rest/v2/user/payouts", json={"amount": 2000, "idempotency_key": "dev-p"}, headers=bearer(token))

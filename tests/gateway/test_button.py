@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import requests
 
-from tests.factories import PASSWORD, create_thing, deposit, eventually, user_with_token
+from tests.factories import PASSWORD, SECRET_KEY, create_thing, deposit, eventually, user_with_token
 from tests.web_forms import csrf_token, sign_in
 
 
@@ -319,7 +319,8 @@ def stub_app(ttl):
     from services.gateway.app import create_app
 
     rpc = StubRpc()
-    app = create_app({"SECRET_KEY": "x", "FLATTR_RATE_LIMITS": "off", "BUTTON_CACHE_SECONDS": ttl}, rpc=rpc, clicks=object())
+    overrides = {"SECRET_KEY": SECRET_KEY, "FLATTR_PUBLIC_URL": "http://flattr.test", "FLATTR_RATE_LIMITS": "off", "BUTTON_CACHE_SECONDS": ttl}
+    app = create_app(overrides, rpc=rpc, clicks=object())
     return app, rpc
 
 

@@ -40,7 +40,7 @@ from schemathesis.generation.overrides import Override
 
 from services.gateway.app import create_app
 from services.gateway.views.platform import load_openapi
-from tests.factories import PASSWORD, bearer, create_thing, deposit, eventually, personal_token, user_with_token
+from tests.factories import PASSWORD, SECRET_KEY, bearer, create_thing, deposit, eventually, personal_token, user_with_token
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 # Served outside /rest/v2 and documented too; the HTML pages (/, /signup, /login, /apps, /thing/..,
@@ -61,7 +61,7 @@ def document() -> dict:
 
 @pytest.fixture(scope="module")
 def app():
-    return create_app({"SECRET_KEY": "x", "FLATTR_RATE_LIMITS": "off"}, rpc=object())
+    return create_app({"SECRET_KEY": SECRET_KEY, "FLATTR_PUBLIC_URL": "http://flattr.test", "FLATTR_RATE_LIMITS": "off"}, rpc=object())
 
 
 def _template(path: str) -> str:

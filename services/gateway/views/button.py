@@ -45,7 +45,6 @@ button = Blueprint("button", __name__)
 # The iframe's inline script and style are part of the cached page; nothing else may load.
 BUTTON_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors *"
 BADGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *"
-NOT_FRAMEABLE = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'", "Cache-Control": "no-store"}
 
 LOAD_JS = Path(__file__).resolve().parent.parent / "templates" / "button" / "load.js"
 
@@ -177,10 +176,10 @@ def load_js():
 
 
 @button.after_request
-def _first_party_pages_cannot_be_framed(response):
+def _first_party_pages_are_not_cached(response):
+    # their framing is refused like every page's (services.gateway.security_headers)
     if request.endpoint in ("button.flattr_window", "button.flattr_auto", "button.auto_submit"):
-        for name, value in NOT_FRAMEABLE.items():
-            response.headers[name] = value
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
