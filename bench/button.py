@@ -13,7 +13,8 @@ from pathlib import Path
 
 import requests
 
-from bench.common import free_port, private_environment, say, seed_click_path, service_env, spawn, stop
+from bench.common import free_port, private_environment, say, service_env, spawn, stop
+from testsupport.seeding import seed_click_path
 from bench.http import CONNECTIONS, reference, wait_http, wrk
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))

@@ -18,7 +18,8 @@ import amqp
 from kombu import Connection, Consumer, Exchange, Queue
 from sqlalchemy import create_engine, text
 
-from bench.common import private_environment, progress, say, seed_click_path
+from bench.common import private_environment, progress, say
+from testsupport.seeding import seed_click_path
 from services.clicks.worker import ClickWorker
 from services.common.click_messages import REQUEST_QUEUE, connect, declare_queues
 

@@ -86,8 +86,8 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.common.db import dispose_engines  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
-from tests.databases import admin_engine as _admin_engine, cloned_database  # noqa: E402
 from tests.factories import ADMIN_TOKEN, SECRET_KEY  # noqa: E402
+from tests.databases import admin_engine as _admin_engine, cloned_database, finish_background_drops  # noqa: E402
 
 SERVICES = ("accounts", "clicks", "settlement")
 # in the names of what the tests create on the shared servers: gw0, gw1... under pytest-xdist
@@ -176,6 +176,7 @@ def template_database(infra):
         upgrade(service, url)
     yield name
     dispose_engines()
+    finish_background_drops()
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
@@ -183,8 +184,15 @@ def template_database(infra):
 
 @pytest.fixture
 def database_url(infra, template_database):
+    """The test's own database. Afterwards, every event the test's services wrote to an outbox
+    must fit its type's contract (``services/common/contracts``), and every type must have one."""
+    from testsupport.contracts import outbox_violations
+
     with cloned_database(infra, template_database) as url:
         yield url
+        violations = outbox_violations(url)
+        if violations:
+            pytest.fail(f"{len(violations)} published events break their contracts:\n" + "\n".join(violations[:20]), pytrace=False)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """A small sealed period for settlement tests, and the settlement it must produce, worked out
 independently in Python from the rules (``services.settlement.rules``).
 
-Wallets are funded through the real deposit flow; the budgets and things replicas are written as
+Wallets are funded through the real deposit flow (the sandbox provider); the budgets and things replicas are written as
 their events would write them; the clicks go into the clicks service's tables as the workers
 would have committed them, in a sealed period.
 """
@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from services.clicks import periods
 from services.common.money import Money
 from services.common.outbox import TableRecorder
-from services.settlement import money_flows, rules
+from services.settlement import deposits, rules
 from services.settlement.batch import Sources
 from services.settlement.models import outbox
-from services.settlement.providers import ProviderResult
+from services.settlement.providers import SandboxProvider
 
 PERIOD = "2026-10"
 SEALED_AT = "2026-11-01T00:00:00+00:00"
@@ -38,6 +38,7 @@ class World:
 
     def seed(self, session: Session) -> None:
         recorder = TableRecorder(outbox)
+        provider = SandboxProvider(session.get_bind().url.render_as_string(hide_password=False))
         for user_id, (budget, deposit) in {**self.readers, **self.extra_budgets}.items():
             session.execute(
                 text("INSERT INTO settlement.budgets (user_id, amount, changed_at) VALUES (:u, :a, '2026-10-01')"), {"u": user_id, "a": budget}
@@ -47,7 +48,7 @@ class World:
                 {"u": user_id, "a": budget},
             )
             if deposit:
-                money_flows.record_deposit(session, recorder, user_id, Money(deposit), f"seed-{user_id}", ProviderResult("approved", f"ref-{user_id}"))
+                deposits.deposit(session, recorder, provider, user_id, Money(deposit), f"seed-{user_id}")
         for thing_id, owner in self.things.items():
             session.execute(
                 text("INSERT INTO settlement.things (thing_id, owner_id, changed_at) VALUES (:t, :o, '2026-10-01')"), {"t": thing_id, "o": owner}

@@ -40,22 +40,6 @@ def month_has_turned(starts_at: datetime, now: datetime) -> bool:
     return month_key(starts_at) != month_key(now) and now > starts_at
 
 
-def ensure_open_period(session: Session) -> str:
-    """The open period's id, opening the first one if there is none (idempotent across replicas)."""
-    current = session.execute(text("SELECT id FROM clicks.periods WHERE state = 'open'")).scalar()
-    if current:
-        return current
-    now = session.execute(text("SELECT now()")).scalar()
-    ids = list(session.execute(text("SELECT id FROM clicks.periods")).scalars())
-    new_id = next_period_id(ids, now)
-    seq = (session.execute(text("SELECT coalesce(max(seq), 0) FROM clicks.periods")).scalar()) + 1
-    session.execute(
-        text("INSERT INTO clicks.periods (id, seq, state, starts_at) VALUES (:i, :s, 'open', now()) ON CONFLICT DO NOTHING"),
-        {"i": new_id, "s": seq},
-    )
-    return session.execute(text("SELECT id FROM clicks.periods WHERE state = 'open'")).scalar_one()
-
-
 def seal(session: Session, expected: str | None = None) -> tuple[str, str] | None:
     """Seal the open period and open the next. Returns (sealed, next) or None if ``expected`` is
     no longer the open period (another replica sealed it first). The caller commits."""

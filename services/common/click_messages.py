@@ -1,18 +1,26 @@
-"""The click-request message contract between the gateway and the click workers.
+"""The click-request messages between the gateway and the click workers, and the AMQP helpers
+both sides use (connections, the queues, a reconnecting consume loop).
 
-Click requests travel on the durable ``clicks.requests`` queue (default exchange), with
-``reply_to`` = the sender's reply queue. A message carries one or more requests:
+Click requests travel on the durable ``clicks.requests`` queue (default exchange) as transient
+messages that expire when their deadline passes, with ``reply_to`` = the sender's reply queue.
+A message carries one or more requests, in one of two forms:
 
-- ``{"requests": [[request_id, user_id, thing_id, source, deadline, http_request_id], ...]}``
-  (what the gateway sends: the clicks that arrived while its previous message was being sent;
-  ``deadline`` is the Unix time after which the worker must not carry the click out, and the
-  last two fields may be missing or null), or
+- ``{"requests": [[request_id, user_id, thing_id, source, deadline, http_request_id], ...]}``,
+  what the gateway sends: the clicks that arrived while its previous message was being sent.
+  ``source`` is ``api``, ``button`` or ``subscription`` (anything else counts as ``api``);
+  ``deadline`` (Unix time, may be null) is when the caller stops waiting: a worker that reaches
+  the request later answers ``expired`` and does not carry it out; ``http_request_id`` (may be
+  missing) names the HTTP request for the logs; workers read only the first five fields.
 - ``{"user_id", "thing_id", "source"}`` with the request id as the message's ``correlation_id``.
 
 Workers answer with one message per reply queue and batch: a JSON list of
-``[request_id, answer]`` pairs, where an answer is
-``{"status": "ok" | "flattr_once" | "flattr_owner" | "no_means" | "not_found" | ..., "thing": {...}}``.
-A message is acknowledged only after every request in it is committed and answered.
+``[request_id, answer]`` pairs. An answer is ``{"status": ...}``, one of ``ok`` (with
+``"period"``), ``flattr_once``, ``flattr_owner``, ``no_means``, ``not_found``, ``expired``,
+``unavailable`` (the worker could not ask who owns the thing or whether the reader can pay),
+``invalid_request`` (the message could not be read) or ``server_error`` (the request failed on
+its own data and went to ``clicks.dead``), with ``"thing": {"id", "url", "title", "flattrs"}``
+when the thing was found. A message is acknowledged only after every request in it is committed
+and answered.
 """
 from __future__ import annotations
 

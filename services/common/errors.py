@@ -95,5 +95,3 @@ class Unavailable(DomainError):
 
     code, status = "service_unavailable", 503
 
-
-ALL = (InvalidRequest, InvalidParameters, NotFound, UserNotFound, Unauthorized, Forbidden, ClaimRefused, Conflict, PaymentDeclined, ProviderError, ThingOwner, Subscribed, Unavailable)

@@ -1,14 +1,14 @@
-"""The event envelope every service publishes, and where events are published.
+"""Where events are published, and how they are received.
 
 Events travel on nameko's topology: a durable topic exchange ``<service>.events`` per source
 service, the event type as routing key, JSON bodies, persistent messages. A nameko
-``@event_handler("accounts", "thing.created")`` receives the whole envelope below.
+``@event_handler("accounts", "thing.created")`` receives the whole envelope: ``event_id``,
+``type``, ``version``, ``occurred_at`` and ``data``, as ``services.common.outbox`` writes it and
+``services/common/contracts/envelope.v1.schema.json`` describes it.
 """
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timezone
-
+# the envelope's version, in every event the outbox writes
 ENVELOPE_VERSION = 1
 
 
@@ -20,16 +20,6 @@ def new_id() -> str:
 
     digits = f"{random.getrandbits(128):032x}"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
-
-
-def envelope(event_type: str, data: dict, *, version: int = ENVELOPE_VERSION) -> dict:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "type": event_type,
-        "version": version,
-        "occurred_at": datetime.now(timezone.utc).isoformat(),
-        "data": data,
-    }
 
 
 def exchange_name(source_service: str) -> str:

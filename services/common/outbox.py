@@ -9,6 +9,7 @@ published again: delivery is at-least-once and consumers deduplicate by ``event_
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -30,7 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from services.common import settings
 from services.common.db import engine_for
-from services.common.events import ENVELOPE_VERSION, envelope, exchange_name
+from services.common.events import ENVELOPE_VERSION, exchange_name
 
 log = logging.getLogger(__name__)
 
@@ -50,30 +51,34 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+def _write(session, schema: str, event_type: str, data_query: str, params: dict | None = None):
+    """The one statement that writes events: an envelope around each row of ``data_query`` (a
+    SELECT with one jsonb column ``data``), all of them with the same version (``ENVELOPE_VERSION``).
+
+    ``occurred_at`` is the moment of writing in UTC, not the transaction's start: a long batch
+    reports a state that may include other transactions committed while it ran (a deposit), and
+    its event must not look older than theirs to a consumer that keeps the newest."""
+    return session.execute(
+        text(
+            f"INSERT INTO {schema}.outbox (event_id, event_type, body) "
+            "SELECT e.id, CAST(:event_type AS text), jsonb_build_object('event_id', e.id, 'type', CAST(:event_type AS text), "
+            "'version', CAST(:envelope_version AS integer), "
+            """'occurred_at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), 'data', e.data) """
+            f"FROM (SELECT gen_random_uuid() AS id, d.data FROM ({data_query}) d) e RETURNING body"
+        ),
+        {**(params or {}), "event_type": event_type, "envelope_version": ENVELOPE_VERSION},
+    )
+
+
 def record(session, table: Table, event_type: str, data: dict) -> dict:
     """Add an event to the outbox in the session's transaction; returns the envelope."""
-    body = envelope(event_type, data)
-    session.execute(table.insert().values(event_id=body["event_id"], event_type=event_type, body=body))
-    return body
+    return _write(session, table.schema, event_type, "SELECT CAST(:data AS jsonb) AS data", {"data": json.dumps(data)}).scalar_one()
 
 
 def record_many(session, schema: str, event_type: str, data_query: str, params: dict | None = None) -> int:
     """Write one event per row of ``data_query`` (a SELECT with one jsonb column ``data``) in a
-    single statement: the set-based twin of ``record`` for batches, with the same envelope.
-
-    ``occurred_at`` is the moment of writing, not the transaction's start: a long batch reports
-    a state that may include other transactions committed while it ran (a deposit), and its
-    event must not look older than theirs to a consumer that keeps the newest."""
-    inserted = session.execute(
-        text(
-            f"INSERT INTO {schema}.outbox (event_id, event_type, body) "
-            "SELECT e.id, CAST(:event_type AS text), jsonb_build_object('event_id', e.id, 'type', CAST(:event_type AS text), "
-            f"'version', {ENVELOPE_VERSION}, 'occurred_at', clock_timestamp(), 'data', e.data) "
-            f"FROM (SELECT gen_random_uuid() AS id, d.data FROM ({data_query}) d) e"
-        ),
-        {**(params or {}), "event_type": event_type},
-    )
-    return inserted.rowcount
+    single statement: the set-based form of ``record``, with the same envelope."""
+    return _write(session, schema, event_type, data_query, params).rowcount
 
 
 class OutboxRelay:

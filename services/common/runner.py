@@ -86,8 +86,10 @@ class ServiceGroup:
             thread.wait()
 
     def kill(self) -> None:
-        for container in self.containers:
-            container.kill()
+        # each container's kill waits on its own threads and connections: all at once, not in turn
+        threads = [eventlet.spawn(c.kill) for c in self.containers]
+        for thread in threads:
+            thread.wait()
 
     def wait(self) -> None:
         for container in self.containers:

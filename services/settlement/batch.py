@@ -61,9 +61,11 @@ class SettlementFailed(Exception):
 class Sources:
     """What the batch asks other services for (by RPC in the services, directly in tests)."""
 
-    # (period, after [user_id, thing_id] or None, limit) -> {"rows": "user\tthing\n...", "count", "last"}
-    export_clicks: Callable[[str, list | None, int], dict]
-    # [thing_id, ...] -> {"thing_id": owner_id or None} for things the settlement has not heard of
+    # clicks.export_clicks: (period, after: the last reader of the previous page or None, limit) ->
+    # {"rows": "user\tthing\trank\tclicks\n..." (COPY text), "count", "last": the page's last reader, "done"}
+    export_clicks: Callable[[str, int | None, int], dict]
+    # accounts.thing_owners: [thing_id, ...] -> {"<thing_id>": owner_id or None}, for things the
+    # settlement has not heard of
     thing_owners: Callable[[list[int]], dict]
 
 
@@ -327,7 +329,8 @@ class Batch:
         self._maybe_die("posted")
 
     def _charge(self, session: Session, params: dict, policy: str) -> None:
-        """What each reader pays: min(budget in force at the seal, wallet balance); the fee on it."""
+        """What each reader pays (``charge_amount`` of the budget in force at the seal and the
+        wallet) and the fee on it (``platform_fee``)."""
         budget_at_seal = (
             "CASE WHEN b.changed_at <= :sealed THEN b.amount ELSE (SELECT h.amount FROM settlement.budget_changes h "
             "WHERE h.user_id = r.user_id AND h.changed_at <= :sealed ORDER BY h.changed_at DESC LIMIT 1) END"
@@ -340,7 +343,7 @@ class Batch:
                 FROM (SELECT user_id, clicks FROM settlement.period_clicks WHERE period = :p AND rank = 0) r
                 LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
                 LEFT JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
-                CROSS JOIN LATERAL (SELECT GREATEST(0, LEAST(coalesce({budget_at_seal}, 0), coalesce(w.balance, 0))) AS amount) a
+                CROSS JOIN LATERAL (SELECT settlement.charge_amount({budget_at_seal}, w.balance) AS amount) a
                 """
             ),
             params,
@@ -354,7 +357,7 @@ class Batch:
                     FROM settlement.budgets r
                     LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
                     JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
-                    CROSS JOIN LATERAL (SELECT GREATEST(0, LEAST(coalesce({budget_at_seal}, 0), w.balance)) AS amount) a
+                    CROSS JOIN LATERAL (SELECT settlement.charge_amount({budget_at_seal}, w.balance) AS amount) a
                     WHERE a.amount > 0
                       AND NOT EXISTS (SELECT 1 FROM settlement.charges c WHERE c.period = :p AND c.user_id = r.user_id)
                     """
@@ -365,20 +368,16 @@ class Batch:
         session.execute(text("ANALYZE settlement.charges"))
 
     def _credit(self, session: Session, params: dict) -> None:
-        """Split each reader's amount after the fee over their clicks (``split_share``, the rule in
-        ``rules.split_shares``) and sum the shares per thing: to the owner, or held in escrow."""
+        """Sum the readers' shares of each thing (``settlement.reader_shares``, the rule in
+        ``rules.split_shares``): to the owner, or held in escrow."""
         session.execute(
             text(
                 """
                 INSERT INTO settlement.credits (period, thing_id, owner_id, amount, clicks, state, transaction_id)
                 SELECT :p, s.thing_id, t.owner_id, s.amount, s.clicks, CASE WHEN t.owner_id IS NULL THEN 'held' ELSE 'paid' END, :t
                 FROM (
-                    SELECT c.thing_id, sum(settlement.split_share(ch.amount - ch.fee, ch.clicks, c.rank, c.user_id)) AS amount,
-                           count(*) AS clicks
-                    FROM settlement.period_clicks c
-                    JOIN settlement.charges ch ON ch.period = c.period AND ch.user_id = c.user_id
-                    WHERE c.period = :p
-                    GROUP BY c.thing_id
+                    SELECT thing_id, sum(share) AS amount, count(*) AS clicks
+                    FROM settlement.reader_shares WHERE period = :p GROUP BY thing_id
                 ) s
                 LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
                 """
@@ -474,10 +473,10 @@ class Batch:
             session,
             "settlement",
             "revenue.credited",
-            "SELECT jsonb_build_object('user_id', owner_id, 'amount', sum(amount), 'currency', 'EUR', 'source', 'settlement', "
+            "SELECT jsonb_build_object('user_id', owner_id, 'amount', sum(amount), 'currency', CAST(:currency AS text), 'source', 'settlement', "
             "'periods', jsonb_build_array(CAST(:p AS text)), 'things', count(*)) AS data "
             "FROM settlement.credits WHERE period = :p AND state = 'paid' GROUP BY owner_id HAVING sum(amount) > 0",
-            {"p": params["p"]},
+            {"p": params["p"], "currency": CURRENCY},
         )
         money_flows.refresh_means_many(session, "SELECT user_id FROM settlement.charges WHERE period = :p AND amount > 0", {"p": params["p"]})
         self.events.record(session, "period.settled", {"period": params["p"], **totals})

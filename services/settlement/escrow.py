@@ -18,6 +18,9 @@ from services.settlement import ledger, money_flows
 
 ESCROW_LOCK = "SELECT pg_advisory_xact_lock(hashtext('settlement:escrow'))"
 
+# A held credit (alias ``cr``) settled longer ago than the hold (``:days``): due for a refund.
+STALE = "cr.state = 'held' AND cr.settled_at < now() - make_interval(days => :days)"
+
 
 def lock(session: Session) -> None:
     session.execute(text(ESCROW_LOCK))
@@ -86,9 +89,8 @@ def _own_share(session: Session, thing_id: int, owner_id: int, periods: list[str
     return int(
         session.execute(
             text(
-                "SELECT coalesce(sum(settlement.split_share(ch.amount - ch.fee, ch.clicks, c.rank, c.user_id)), 0) "
-                "FROM settlement.period_clicks c JOIN settlement.charges ch ON ch.period = c.period AND ch.user_id = c.user_id "
-                "WHERE c.period = ANY(CAST(:p AS text[])) AND c.thing_id = :t AND c.user_id = :u"
+                "SELECT coalesce(sum(share), 0) FROM settlement.reader_shares "
+                "WHERE period = ANY(CAST(:p AS text[])) AND thing_id = :t AND user_id = :u"
             ),
             {"p": periods, "t": thing_id, "u": owner_id},
         ).scalar()
@@ -100,10 +102,7 @@ def learn_owners_of_stale(session: Session, owners_of, hold_days: int) -> None:
     about the stale things: a claim that accounts accepted but whose ``thing.claimed`` has not
     reached us yet must win over the refund. Runs without the escrow lock (it asks over RPC)."""
     stale = session.execute(
-        text(
-            "SELECT DISTINCT thing_id FROM settlement.credits WHERE state = 'held' "
-            "AND settled_at < now() - make_interval(days => :days) ORDER BY thing_id"
-        ),
+        text(f"SELECT DISTINCT cr.thing_id FROM settlement.credits cr WHERE {STALE} ORDER BY cr.thing_id"),
         {"days": hold_days},
     ).scalars().all()
     session.rollback()
@@ -129,15 +128,13 @@ def remember_owners(session: Session, owners: dict) -> None:
         )
 
 
-# Each reader's share of a held credit, recomputed from the period's clicks and charges with the
-# same rule the batch used: the refund is exactly what each reader put in.
-_STALE_SHARES = """
-    SELECT c.user_id, c.thing_id, settlement.split_share(ch.amount - ch.fee, ch.clicks, c.rank, c.user_id) AS share
-    FROM settlement.period_clicks c
-    JOIN settlement.charges ch ON ch.period = c.period AND ch.user_id = c.user_id
-    JOIN settlement.credits cr ON cr.period = c.period AND cr.thing_id = c.thing_id
-    WHERE c.period = :p AND cr.state = 'held' AND cr.settled_at < now() - make_interval(days => :days)
-      AND settlement.split_share(ch.amount - ch.fee, ch.clicks, c.rank, c.user_id) > 0
+# Each reader's share of a stale credit, by the same rule the batch used: the refund is exactly
+# what each reader put in.
+_STALE_SHARES = f"""
+    SELECT s.user_id, s.thing_id, s.share
+    FROM settlement.reader_shares s
+    JOIN settlement.credits cr ON cr.period = s.period AND cr.thing_id = s.thing_id
+    WHERE s.period = :p AND {STALE} AND s.share > 0
 """
 
 
@@ -147,10 +144,7 @@ def refund_stale(session: Session, events, hold_days: int) -> list[dict]:
     caller holds the escrow lock. Things that have an owner by now are released instead."""
     release_owned(session, events)
     periods = session.execute(
-        text(
-            "SELECT DISTINCT period FROM settlement.credits WHERE state = 'held' "
-            "AND settled_at < now() - make_interval(days => :days) ORDER BY period"
-        ),
+        text(f"SELECT DISTINCT cr.period FROM settlement.credits cr WHERE {STALE} ORDER BY cr.period"),
         {"days": hold_days},
     ).scalars().all()
     refunded = []
@@ -160,17 +154,13 @@ def refund_stale(session: Session, events, hold_days: int) -> list[dict]:
         session.execute(text("TRUNCATE refund_shares"))
         session.execute(text(f"INSERT INTO refund_shares {_STALE_SHARES}"), params)
         credits = session.execute(
-            text(
-                "SELECT thing_id, amount FROM settlement.credits WHERE period = :p AND state = 'held' "
-                "AND settled_at < now() - make_interval(days => :days) ORDER BY thing_id FOR UPDATE"
-            ),
+            text(f"SELECT cr.thing_id, cr.amount FROM settlement.credits cr WHERE cr.period = :p AND {STALE} ORDER BY cr.thing_id FOR UPDATE"),
             params,
         ).all()
         mismatched = session.execute(
             text(
-                "SELECT count(*) FROM settlement.credits c LEFT JOIN (SELECT thing_id, sum(share) AS amount FROM refund_shares "
-                "GROUP BY thing_id) s USING (thing_id) WHERE c.period = :p AND c.state = 'held' "
-                "AND c.settled_at < now() - make_interval(days => :days) AND c.amount <> coalesce(s.amount, 0)"
+                "SELECT count(*) FROM settlement.credits cr LEFT JOIN (SELECT thing_id, sum(share) AS amount FROM refund_shares "
+                f"GROUP BY thing_id) s USING (thing_id) WHERE cr.period = :p AND {STALE} AND cr.amount <> coalesce(s.amount, 0)"
             ),
             params,
         ).scalar()
@@ -212,9 +202,9 @@ def refund_stale(session: Session, events, hold_days: int) -> list[dict]:
         )
         session.execute(
             text(
-                "UPDATE settlement.credits c SET state = 'refunded', resolved_at = now(), "
-                "transaction_id = (SELECT id FROM settlement.transactions WHERE idempotency_key = 'escrow-refund:' || c.period || ':' || c.thing_id) "
-                "WHERE c.period = :p AND c.state = 'held' AND c.settled_at < now() - make_interval(days => :days)"
+                "UPDATE settlement.credits cr SET state = 'refunded', resolved_at = now(), "
+                "transaction_id = (SELECT id FROM settlement.transactions WHERE idempotency_key = 'escrow-refund:' || cr.period || ':' || cr.thing_id) "
+                f"WHERE cr.period = :p AND {STALE}"
             ),
             params,
         )
@@ -223,8 +213,8 @@ def refund_stale(session: Session, events, hold_days: int) -> list[dict]:
             "settlement",
             "escrow.refunded",
             "SELECT jsonb_build_object('thing_id', thing_id, 'period', CAST(:p AS text), 'amount', sum(share), "
-            "'readers', count(*), 'currency', 'EUR') AS data FROM refund_shares GROUP BY thing_id",
-            {"p": period},
+            "'readers', count(*), 'currency', CAST(:currency AS text)) AS data FROM refund_shares GROUP BY thing_id",
+            {"p": period, "currency": CURRENCY},
         )
         money_flows.refresh_means_many(session, "SELECT user_id FROM refund_shares")
         for credit in credits:

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.common.money import CURRENCY
 from services.common.outbox import outbox_table
 
 SCHEMA = "settlement"
@@ -53,7 +54,7 @@ class LedgerAccount(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[str] = mapped_column(String(24))
     owner_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    currency: Mapped[str] = mapped_column(String(3), server_default="EUR")
+    currency: Mapped[str] = mapped_column(String(3), server_default=CURRENCY)
     balance: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     __table_args__ = (

@@ -1,7 +1,8 @@
-"""The money movements other than the period split: deposits, payouts, adjustments, means.
+"""Payouts and means: the money movements of creators' revenue, and whether readers can pay.
 
-Functions on a session plus the outbox recorder, shared by the settlement service and the
-payouts worker; each leaves committing to its caller.
+Functions on a session plus the outbox recorder, shared by the settlement service, the payouts
+worker, the batch and escrow; each leaves committing to its caller. Deposits are in
+``deposits``, the period split in ``batch``, escrow in ``escrow``, adjustments in the service.
 """
 from __future__ import annotations
 
@@ -12,24 +13,14 @@ from sqlalchemy.orm import Session
 
 from services.common.errors import InvalidParameters
 from services.common.money import CURRENCY, Money
+from services.common.outbox import record_many
 from services.common.times import unix
 from services.settlement import ledger, rules
-from services.settlement.models import Budget, Deposit, Payout
+from services.settlement.models import Budget, Payout
 from services.settlement.providers import ProviderResult
 
 # how long a payout the provider keeps answering "error" for is retried before it is failed
 PROVIDER_ERROR_PATIENCE = timedelta(hours=24)
-
-
-def deposit_dict(deposit: Deposit) -> dict:
-    return {
-        "id": deposit.id,
-        "amount": deposit.amount,
-        "currency": CURRENCY,
-        "idempotency_key": deposit.idempotency_key,
-        "state": "completed",
-        "created_at": unix(deposit.created_at),
-    }
 
 
 def payout_dict(payout: Payout) -> dict:
@@ -69,34 +60,6 @@ def refresh_means(session: Session, events, user_id: int) -> bool:
             session, "means.changed", {"user_id": user_id, "has_means": now, "balance": balance, "budget": budget, "currency": CURRENCY}
         )
     return now
-
-
-def deposit_reference(user_id: int, key: str) -> str:
-    """Our reference for a deposit at the provider: the same for every attempt of one deposit."""
-    return f"deposit-{user_id}-{key}"
-
-
-def record_deposit(session: Session, events, user_id: int, amount: Money, key: str, result: ProviderResult) -> Deposit:
-    """A deposit the provider approved, straight into the ledger (no pending step)."""
-    deposit = Deposit(user_id=user_id, amount=amount.cents, idempotency_key=key, provider_ref=result.reference, state="pending")
-    session.add(deposit)
-    session.flush()
-    complete_deposit(session, events, deposit, result)
-    return deposit
-
-
-def complete_deposit(session: Session, events, deposit: Deposit, result: ProviderResult) -> None:
-    """Post an approved deposit to the wallet, once (the caller holds the deposit's row lock)."""
-    wallet = ledger.account(session, "wallet", deposit.user_id)
-    clearing = ledger.account(session, "clearing")
-    posted = ledger.transfer(
-        session, "deposit", f"deposit:{deposit.user_id}:{deposit.idempotency_key}", clearing, wallet, Money(deposit.amount),
-        {"user_id": deposit.user_id, "provider_ref": result.reference},
-    )
-    deposit.state = "completed"
-    deposit.transaction_id = posted.transaction_id
-    session.flush()
-    refresh_means(session, events, deposit.user_id)
 
 
 def request_payout(session: Session, events, user_id: int, amount: Money, key: str) -> Payout:
@@ -153,8 +116,6 @@ def refresh_means_many(session: Session, readers_query: str, params: dict | None
     a batch that moved many wallets publishes ``means.batch_changed`` events listing those that flipped.
     The caller holds the wallets' row locks (its postings took them), so a deposit for one of
     these readers waits for the caller's commit and then sees the new balance."""
-    from services.common.outbox import record_many
-
     session.execute(
         text(
             f"""
@@ -163,7 +124,7 @@ def refresh_means_many(session: Session, readers_query: str, params: dict | None
             TRUNCATE means_flips;
             WITH state AS (
                 SELECT r.user_id, b.amount AS budget, coalesce(w.balance, 0) AS balance,
-                       (b.amount IS NOT NULL AND coalesce(w.balance, 0) >= b.amount) AS has_means,
+                       settlement.has_means(b.amount, w.balance) AS has_means,
                        coalesce(m.has_means, false) AS had_means
                 FROM (SELECT DISTINCT user_id FROM ({readers_query}) q) r
                 LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
@@ -187,6 +148,7 @@ def refresh_means_many(session: Session, readers_query: str, params: dict | None
         "settlement",
         "means.batch_changed",
         "SELECT jsonb_build_object('readers', jsonb_agg(jsonb_build_object('user_id', user_id, 'has_means', has_means, "
-        "'balance', balance, 'budget', budget) ORDER BY user_id), 'currency', 'EUR') AS data "
+        "'balance', balance, 'budget', budget) ORDER BY user_id), 'currency', CAST(:currency AS text)) AS data "
         f"FROM (SELECT *, (row_number() OVER (ORDER BY user_id) - 1) / {MEANS_BATCH} AS chunk FROM means_flips) f GROUP BY chunk",
+        {"currency": CURRENCY},
     )

@@ -1,11 +1,13 @@
 """The payouts worker: pays requested payouts through the payment provider and records the outcome.
 
-It runs as its own nameko service (``python -m services.settlement.payouts``) so it can scale and
-fail apart from the settlement service. A payout is never paid twice: the provider dedupes by the
-payout's reference, and the outcome is recorded under a row lock only while the payout is still
-``requested``. If the worker dies between "paid" and "recorded", the unacknowledged
-``payout.requested`` is delivered again, the provider answers with the payment it already made,
-and the outcome is recorded once. A sweep picks up payouts whose event was lost.
+It runs as its own nameko service and process (``python -m services.settlement.run_payouts``) so
+it can scale and fail apart from the settlement service. A payout is never paid twice: the
+provider dedupes by the payout's reference, and the outcome is recorded under a row lock only
+while the payout is still ``requested``. If the worker dies between "paid" and "recorded", the
+unacknowledged ``payout.requested`` is delivered again, the provider answers with the payment it
+already made, and the outcome is recorded once. A sweep every 30 seconds picks up payouts whose
+event was lost, and those the provider answered with an error (tried again until
+``money_flows.PROVIDER_ERROR_PATIENCE`` has passed, then failed back to the creator's revenue).
 """
 from __future__ import annotations
 

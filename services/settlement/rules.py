@@ -5,9 +5,10 @@ from services.common.errors import InvalidParameters
 from services.common.money import Money
 
 
-def has_means(budget: int | None, wallet_balance: int) -> bool:
-    """A reader can pay when a budget is set and the wallet holds at least that budget."""
-    return budget is not None and wallet_balance >= budget
+def has_means(budget: int | None, wallet_balance: int | None) -> bool:
+    """A reader can pay when a budget is set and the wallet holds at least that budget (no wallet
+    holds nothing). SQL twin: ``settlement.has_means``."""
+    return budget is not None and (wallet_balance or 0) >= budget
 
 
 # far above any real amount, far below PostgreSQL's bigint limit
@@ -32,8 +33,10 @@ def idempotency_key(value) -> str:
 
 # -- the period split ------------------------------------------------------------------------
 #
-# The SQL twins of these two functions (settlement.platform_fee and settlement.split_share, in
-# migration 0004) do the work in the batch; a property test checks that both agree.
+# The SQL twins of these functions do the work in the batch: settlement.platform_fee and
+# settlement.split_share (migration 0004), settlement.charge_amount and the view
+# settlement.reader_shares, which applies split_share to every click (migration 0005). Property
+# tests check that each pair agrees.
 
 BASIS_POINTS = 10000
 POLICIES = ("rollover", "charity")
@@ -45,11 +48,10 @@ def platform_fee(amount: int, fee_bps: int) -> int:
     return amount * fee_bps // BASIS_POINTS
 
 
-def charge_amount(budget: int | None, wallet_balance: int) -> int:
-    """What a reader pays for a period: their budget, or what the wallet holds if that is less."""
-    if budget is None:
-        return 0
-    return max(0, min(budget, wallet_balance))
+def charge_amount(budget: int | None, wallet_balance: int | None) -> int:
+    """What a reader pays for a period: their budget, or what the wallet holds if that is less;
+    nothing without a budget (or a wallet)."""
+    return max(0, min(budget or 0, wallet_balance or 0))
 
 
 def split_shares(to_split: int, thing_ids: list[int], reader_id: int) -> dict[int, int]:

@@ -9,14 +9,14 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from services.common.db import Database
-from services.common.errors import Conflict, InvalidParameters, NotFound, PaymentDeclined, ProviderError
+from services.common.errors import Conflict, InvalidParameters, NotFound
 from services.common.events import first_seen, subscriber
 from services.common.money import CURRENCY, Money
 from services.common.outbox import Outbox
 from services.common.rpc import rpc
 from services.common.settings import setting
-from services.settlement import batch, escrow, ledger, money_flows, rules, statements
-from services.settlement.models import Deposit, Payout, outbox
+from services.settlement import batch, deposits, escrow, ledger, money_flows, rules, statements
+from services.settlement.models import Payout, outbox
 from services.settlement.providers import provider_for
 
 USER_ACCOUNT_KINDS = ("wallet", "revenue")
@@ -27,7 +27,7 @@ class PaymentProvider(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        self.provider = provider_for(config.get("PAYMENT_PROVIDER", "sandbox"), config["SETTLEMENT_DATABASE_URL"])
+        self.provider = provider_for(setting(config, "PAYMENT_PROVIDER"), setting(config, "SETTLEMENT_DATABASE_URL"))
 
     def get_dependency(self, worker_ctx):
         return self.provider
@@ -132,73 +132,19 @@ class SettlementService:
         )
         return {str(r.id): rules.has_means(r.budget, r.balance) for r in rows}
 
-    def _existing_deposit(self, user_id, key, amount, lock=False):
-        query = select(Deposit).where(Deposit.user_id == user_id, Deposit.idempotency_key == key)
-        existing = self.db.scalar(query.with_for_update() if lock else query)
-        if existing is not None and existing.amount != amount.cents:
-            raise Conflict("this idempotency_key was used for a deposit of another amount")
-        return existing
-
     @rpc
     def deposit(self, user_id, amount, idempotency_key):
-        """Fund a wallet. The deposit is first written as pending (its own commit), then the provider
-        is asked, then the answer is recorded: a crash between the provider's yes and our ledger
-        leaves a pending deposit that ``reconcile_deposits`` completes; a refusal removes it."""
-        maximum = int(self.config.get("MAX_DEPOSIT_CENTS", 1000000))
-        amount = rules.amount(amount, minimum=1, maximum=maximum)
+        """Fund a wallet through the payment provider (``deposits``: pending first)."""
+        amount = rules.amount(amount, minimum=1, maximum=int(setting(self.config, "MAX_DEPOSIT_CENTS")))
         key = rules.idempotency_key(idempotency_key)
-        existing = self._existing_deposit(user_id, key, amount)
-        if existing is not None and existing.state == "completed":
-            return {"deposit": money_flows.deposit_dict(existing), "created": False}
-        reference = money_flows.deposit_reference(user_id, key)
-        if existing is None:
-            try:
-                self.db.add(Deposit(user_id=user_id, amount=amount.cents, idempotency_key=key, provider_ref=reference, state="pending"))
-                self.db.commit()
-            except IntegrityError:
-                self.db.rollback()  # a concurrent request with the same key wrote it first: go on with it
-        result = self.provider.charge(reference, amount.cents)
-        deposit, created = self._finish_deposit(user_id, key, amount, result)
-        return {"deposit": money_flows.deposit_dict(deposit), "created": created}
-
-    def _finish_deposit(self, user_id, key, amount, result):
-        deposit = self._existing_deposit(user_id, key, amount, lock=True)
-        if deposit is None or deposit.state == "completed":
-            self.db.commit()
-            if deposit is None:
-                raise PaymentDeclined(result.message or "the payment was declined")
-            return deposit, False
-        if not result.approved:
-            self.db.delete(deposit)  # refused: nothing of it remains
-            self.db.commit()
-            if result.outcome == "declined":
-                raise PaymentDeclined(result.message or "the payment was declined")
-            raise ProviderError(result.message or "the payment provider failed")
-        money_flows.complete_deposit(self.db, self.events, deposit, result)
-        self.db.commit()
-        return deposit, True
+        found, created = deposits.deposit(self.db, self.events, self.provider, user_id, amount, key)
+        return {"deposit": deposits.as_dict(found), "created": created}
 
     @rpc
     def reconcile_deposits(self, older_than_seconds=60):
-        """Deposits left pending by a crash: ask the provider again (it answers the same reference
-        the same way) and record the answer. Runs on a timer; safe in every replica at once."""
-        pending = self.db.execute(
-            text(
-                "SELECT user_id, idempotency_key, amount, provider_ref FROM settlement.deposits "
-                "WHERE state = 'pending' AND created_at < now() - make_interval(secs => :s) ORDER BY id LIMIT 100"
-            ),
-            {"s": older_than_seconds},
-        ).all()
-        self.db.rollback()
-        done = 0
-        for row in pending:
-            result = self.provider.charge(row.provider_ref, row.amount)
-            try:
-                self._finish_deposit(row.user_id, row.idempotency_key, Money(row.amount), result)
-                done += 1
-            except (PaymentDeclined, ProviderError):
-                done += 1
-        return done
+        """Deposits left pending by a crash, completed or removed by the provider's answer. Runs on
+        a timer; safe in every replica at once."""
+        return deposits.complete_pending(self.db, self.events, self.provider, older_than_seconds)
 
     @timer(interval=30)
     def reconcile_pending_deposits(self):
@@ -259,7 +205,7 @@ class SettlementService:
 
     @rpc
     def request_payout(self, user_id, amount, idempotency_key):
-        minimum = int(self.config.get("MIN_PAYOUT_CENTS", 1000))
+        minimum = int(setting(self.config, "MIN_PAYOUT_CENTS"))
         amount = rules.amount(amount, minimum=minimum)
         key = rules.idempotency_key(idempotency_key)
         existing = self.db.scalar(select(Payout).where(Payout.user_id == user_id, Payout.idempotency_key == key))

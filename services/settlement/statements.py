@@ -1,8 +1,8 @@
 """Statements: where a reader's money went in a period, and what a creator's things earned.
 
-Read from the settlement's own records (``charges``, ``credits`` and the period's clicks), with a
-reader's share of each thing recomputed by the same SQL rule the batch used, so a statement adds
-up to the ledger to the cent.
+Read from the settlement's own records (``charges``, ``credits`` and each reader's share of each
+click from ``settlement.reader_shares``, the rule the batch used), so a statement adds up to the
+ledger to the cent.
 """
 from __future__ import annotations
 
@@ -49,15 +49,11 @@ def statement(session: Session, user_id: int, period: str) -> dict | None:
         if charge.kind == "split":
             spent = session.execute(
                 text(
-                    """
-                    SELECT s.thing_id, s.share, cr.state FROM (
-                        SELECT c.thing_id, settlement.split_share(:to_split, :n, c.rank, c.user_id) AS share
-                        FROM settlement.period_clicks c WHERE c.period = :p AND c.user_id = :u
-                    ) s LEFT JOIN settlement.credits cr ON cr.period = :p AND cr.thing_id = s.thing_id
-                    ORDER BY s.thing_id
-                    """
+                    "SELECT s.thing_id, s.share, cr.state FROM settlement.reader_shares s "
+                    "LEFT JOIN settlement.credits cr ON cr.period = s.period AND cr.thing_id = s.thing_id "
+                    "WHERE s.period = :p AND s.user_id = :u ORDER BY s.thing_id"
                 ),
-                {**params, "to_split": charge.amount - charge.fee, "n": charge.clicks},
+                params,
             ).all()
             out["spent"] = [
                 {"thing_id": r.thing_id, "amount": int(r.share), "destination": DESTINATIONS.get(r.state, "escrow")} for r in spent

@@ -21,7 +21,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from bench.common import seed_click_path
+from testsupport.seeding import seed_click_path
 from services.accounts.service import AccountsService
 from services.common.migrate import upgrade
 from tests.factories import SECRET_KEY

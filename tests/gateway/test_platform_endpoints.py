@@ -85,7 +85,7 @@ def test_revoked_token_stops_working_at_once_in_a_gateway_that_cached_it(rpc, al
     assert requests.get(f"{base}/rest/v2/user", headers=headers).status_code == 200
     time.sleep(1)  # the gateway's revocation listener, started by that first request, is connected
     assert requests.get(f"{base}/rest/v2/user", headers=headers).status_code == 200  # now cached, for minutes
-    caller = rpc.accounts.authenticate_token(headers["Authorization"].split()[1])
+    [caller] = rpc.accounts.authenticate_tokens([headers["Authorization"].split()[1]]).values()
     rpc.accounts.revoke_token(caller["user_id"], caller["token_id"])
     deadline = time.monotonic() + 2
     while requests.get(f"{base}/rest/v2/user", headers=headers).status_code != 401:

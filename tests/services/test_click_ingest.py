@@ -5,9 +5,10 @@ import uuid
 import psycopg2
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from bench.common import seed_click_path
+from testsupport.seeding import seed_click_path
 from services.clicks import ingest, periods
 from services.clicks.worker import ClickWorker, libpq_dsn
 
@@ -79,8 +80,14 @@ class FakeOwners:
 
 
 def test_libpq_connection_from_the_services_url(database_url):
+    """The worker talks libpq directly (COPY, no SQLAlchemy): the DSN it derives names the same database."""
     conn = psycopg2.connect(libpq_dsn(database_url))
-    conn.close()
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT current_database(), current_user")
+            assert cursor.fetchone() == (make_url(database_url).database, make_url(database_url).username)
+    finally:
+        conn.close()
 
 
 def test_a_click_the_replicas_cannot_judge_while_its_owner_is_away_is_unavailable_not_lost(database_url, amqp_uri, db):

@@ -7,12 +7,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from services.common.errors import InvalidParameters
+from services.common.errors import InvalidParameters, PaymentDeclined, ProviderError
 from services.common.money import Money
 from services.common.outbox import TableRecorder
-from services.settlement import ledger, money_flows
+from services.settlement import deposits, ledger, money_flows
 from services.settlement.models import outbox
-from services.settlement.providers import ProviderResult, sandbox_outcome
+from services.settlement.providers import ProviderResult, SandboxProvider, sandbox_outcome
 
 
 def test_database_refuses_unbalanced_transactions(db):
@@ -28,9 +28,9 @@ def test_database_refuses_unbalanced_transactions(db):
             )
 
 
-def test_database_refuses_negative_wallets_and_changes_to_history(db):
+def test_database_refuses_negative_wallets_and_changes_to_history(db, database_url):
     with Session(db) as session:
-        money_flows.record_deposit(session, TableRecorder(outbox), 1, Money(500), "d1", ProviderResult("approved", "ref"))
+        deposits.deposit(session, TableRecorder(outbox), SandboxProvider(database_url), 1, Money(500), "d1")
         wallet, clearing = ledger.account(session, "wallet", 1), ledger.account(session, "clearing")
         with pytest.raises(ledger.InsufficientFunds):
             ledger.transfer(session, "spend", "s1", wallet, clearing, Money(501))
@@ -68,6 +68,7 @@ def test_random_sequences_of_deposits_payouts_and_failures_keep_the_invariants(d
 
     engine = create_engine(database_url)
     events = TableRecorder(outbox)
+    provider = SandboxProvider(database_url)
     users = st.integers(1, 3)
 
     class Money_flows(RuleBasedStateMachine):
@@ -79,7 +80,7 @@ def test_random_sequences_of_deposits_payouts_and_failures_keep_the_invariants(d
                 conn.execute(text("ALTER TABLE settlement.ledger_accounts DISABLE TRIGGER ledger_accounts_kept"))
                 conn.execute(text(
                     "TRUNCATE settlement.adjustments, settlement.deposits, settlement.payouts, settlement.postings, "
-                    "settlement.transactions, settlement.ledger_accounts, settlement.means, settlement.outbox CASCADE"
+                    "settlement.transactions, settlement.ledger_accounts, settlement.means, settlement.outbox, settlement.sandbox_payments CASCADE"
                 ))
                 conn.execute(text("ALTER TABLE settlement.postings ENABLE TRIGGER postings_append_only"))
                 conn.execute(text("ALTER TABLE settlement.transactions ENABLE TRIGGER transactions_append_only"))
@@ -97,10 +98,13 @@ def test_random_sequences_of_deposits_payouts_and_failures_keep_the_invariants(d
         def deposit(self, user, amount):
             outcome = sandbox_outcome(amount)
             with Session(engine) as session:
-                if outcome == "approved":
-                    money_flows.record_deposit(session, events, user, Money(amount), self.key(), ProviderResult("approved", "ref"))
-                    self.wallets[user] += amount
-                session.commit()
+                try:
+                    deposits.deposit(session, events, provider, user, Money(amount), self.key())
+                except (PaymentDeclined, ProviderError):
+                    assert outcome != "approved"
+                    return
+            assert outcome == "approved"
+            self.wallets[user] += amount
 
         @rule(user=users, amount=st.integers(1, 5000))
         def credit_revenue(self, user, amount):

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from services.common import contracts
 from services.common.money import Money
 from services.common.outbox import TableRecorder
 from services.settlement import batch, escrow, ledger, rules, statements
@@ -201,8 +202,6 @@ def test_status_shape(db, world):
 
 
 def test_every_settlement_event_validates_against_its_published_schema(db, world):
-    from tests.services.test_money_events import _validator
-
     settle(db, world, policy="charity")
     recorder = TableRecorder(outbox)
     with Session(db) as session:
@@ -216,7 +215,7 @@ def test_every_settlement_event_validates_against_its_published_schema(db, world
     types = {body["type"] for body in bodies}
     assert {"period.settled", "revenue.credited", "means.batch_changed", "escrow.released", "escrow.refunded"} <= types
     for body in bodies:
-        _validator(f"{body['type']}.v{body['version']}.schema.json").validate(body)
+        contracts.validate(body)
 
 
 def test_a_reader_who_claims_a_page_they_flattred_gets_their_own_share_back_in_the_wallet(db, world):

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from services.accounts.service import AccountsService
 from services.clicks.service import ClicksService
-from services.common.events import envelope
+from services.clicks.models import outbox as clicks_outbox
+from services.common.outbox import record
 from services.settlement import batch, ledger
 from services.settlement.batch_service import SettlementBatchService
 from tests.databases import cloned_database
@@ -107,8 +108,10 @@ def test_two_settlement_processes_at_once_settle_once(world, db, database_url, a
 def test_period_sealed_delivered_twice_settles_once(world, db, amqp_uri, start_services, uninterrupted):
     start_services(ClicksService, AccountsService, SettlementBatchService)
     dispatch = event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})
-    sealed = envelope("period.sealed", {"period": PERIOD, "next_period": "2026-11", "clicks": len(world.clicks), "readers": 5,
-                                        "sealed_at": SEALED_AT})
+    with Session(db) as session:  # the envelope the clicks service writes, published by hand below
+        sealed = record(session, clicks_outbox, "period.sealed", {"period": PERIOD, "next_period": "2026-11", "clicks": len(world.clicks),
+                                                                  "readers": 5, "sealed_at": SEALED_AT})
+        session.rollback()
     dispatch("clicks", "period.sealed", sealed)
     dispatch("clicks", "period.sealed", sealed)
     dispatch("clicks", "period.sealed", {**sealed, "event_id": str(uuid.uuid4())})  # the same fact, published again

@@ -4,7 +4,7 @@ It writes one notification line per completed or failed payout to a file (``NOTI
 exactly once per event even when the broker delivers it twice: the event ids already written are
 remembered in the same file, and nameko acknowledges the message only after the handler returns.
 
-Run it: ``python -m services.settlement.contracts.example_notifier`` (with ``AMQP_URI`` set).
+Run it: ``python -m services.common.contracts.example_notifier`` (with ``AMQP_URI`` set).
 Its queues are declared when it first starts; a subscriber that must also receive events
 published before its first deployment adds its queues to ``SUBSCRIPTIONS`` in
 ``services/common/topology.py``, which every service declares at start-up. (The example is not
