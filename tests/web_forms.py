@@ -35,10 +35,13 @@ def sign_in(base: str, username: str, password: str, browser: requests.Session |
     return browser.post(f"{base}/login", data=data, headers=headers, allow_redirects=False)
 
 
-def register_app(base: str, browser: requests.Session, redirect_uri: str, name: str = "Feed reader") -> tuple[str, str]:
+def register_app(base: str, browser: requests.Session, redirect_uri: str, name: str = "Feed reader", public: bool = False) -> tuple[str, str | None]:
+    """The new application's client id and secret (None for one registered without a secret)."""
     form = browser.get(f"{base}/apps")
-    page = browser.post(f"{base}/apps", data={"csrf_token": csrf_token(form), "name": name, "redirect_uri": redirect_uri})
+    data = {"csrf_token": csrf_token(form), "name": name, "redirect_uri": redirect_uri, **({"public": "yes"} if public else {})}
+    page = browser.post(f"{base}/apps", data=data)
     assert page.status_code == 201, page.text
     client_id = re.search(r'id="client_id">([^<]+)<', page.text).group(1)
-    secret = re.search(r'id="client_secret">([^<]+)<', page.text).group(1)
-    return client_id, secret
+    secret = re.search(r'id="client_secret">([^<]+)<', page.text)
+    assert (secret is None) == public, page.text
+    return client_id, secret.group(1) if secret else None

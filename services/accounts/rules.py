@@ -120,6 +120,43 @@ def parse_personal_scopes(value) -> list[str]:
     return scopes
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# schemes a browser acts on itself: never where a code is sent
+NOT_PRIVATE_USE = frozenset({"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "ftp", "ws", "wss", "mailto"})
+PRIVATE_USE_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+
+
+def validate_redirect_uri(value, confidential: bool) -> str:
+    """Where a client application's codes are sent (RFC 8252): https, http to this machine
+    (loopback), or the app's own private-use scheme (``com.example.app:/cb``, ``gpodder://...``),
+    for any client; plain http to another host only for a client with a secret, without which an
+    intercepted code is useless. No fragment (RFC 6749 3.1.2)."""
+    value = _text(value, "redirect_uri").strip()
+    if not value or len(value) > MAX_URL:
+        raise InvalidParameters(f"redirect_uri is required, at most {MAX_URL} characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise InvalidParameters("redirect_uri is not a valid URI") from None
+    scheme = parts.scheme.lower()
+    if parts.fragment or "#" in value:
+        raise InvalidParameters("redirect_uri must not have a fragment")
+    if scheme == "https" and parts.hostname:
+        return value
+    if scheme == "http" and parts.hostname:
+        if parts.hostname in LOOPBACK_HOSTS or confidential:
+            return value
+        raise InvalidParameters("plain http to another host is only for applications with a secret: use https, a loopback address or the app's own scheme")
+    if PRIVATE_USE_SCHEME.match(scheme) and scheme not in NOT_PRIVATE_USE | {"http", "https"}:
+        return value
+    raise InvalidParameters("redirect_uri must be https, http to a loopback address, or the app's own scheme (RFC 8252)")
+
+
+def is_plain_http_to_another_host(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return parts.scheme.lower() == "http" and parts.hostname not in LOOPBACK_HOSTS
+
+
 def validate_url(value, field: str = "url") -> str:
     value = _text(value, field).strip()
     if not value:

@@ -59,6 +59,19 @@ def revoke_token(db, events, user_id, token_id) -> None:
     db.commit()
 
 
+def revoke_by_digest(db, events, token_hash: str) -> None:
+    """Revoke the live token stored as ``token_hash`` (a replayed OAuth code's), in the caller's
+    transaction; ``events`` None: nobody can have seen it yet, nothing to announce."""
+    revoked = db.execute(
+        update(AccessToken)
+        .where(AccessToken.token_hash == token_hash, AccessToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .returning(AccessToken.id, AccessToken.user_id)
+    ).first()
+    if revoked is not None and events is not None:
+        events.record(db, "token.revoked", {"token_id": revoked.id, "user_id": revoked.user_id})
+
+
 def authenticate_tokens(db, tokens) -> dict:
     """Many tokens checked in one call: ``{sha256 of the token: caller}`` for the valid ones
     (the gateway keys its cache by that digest; the tokens themselves are not sent back)."""

@@ -51,6 +51,7 @@ DOCUMENTED_OUTSIDE_API = {
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("POST", "/oauth/token"),
+    ("GET", "/rest/v2"),
 }
 
 

@@ -1,6 +1,7 @@
 """The Flattr REST API v2 (``/rest/v2``) and the platform's account endpoints."""
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -48,6 +49,18 @@ def _parse_ids(ids: str) -> list[int]:
     if not parts or len(parts) > MAX_IDS or not all(re.fullmatch(r"[0-9]{1,18}", p.strip()) for p in parts):
         raise ApiError(400, "invalid_parameters", f"ids are 1 to {MAX_IDS} comma-separated integers")
     return [int(p) for p in parts]
+
+
+@api.get("")
+def hello_world():
+    """The API's root, as Flattr's answered it: old clients (gPodder) check that the API is
+    reachable by ``"message": "hello_world"`` on the first line of the body."""
+    body = {
+        "message": "hello_world",
+        "description": "Flattr's REST API v2 on a self-hosted platform",
+        "documentation": f"{rep.base_url()}/openapi.json",
+    }
+    return Response(json.dumps(body) + "\n", 200, {"Content-Type": "application/json"})
 
 
 # -- things ------------------------------------------------------------------------------

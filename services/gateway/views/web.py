@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from services.common.errors import DomainError, NotFound, Unauthorized, UserNotFound
 from services.gateway import rpc
 from services.gateway.auth import check_password
-from services.gateway.oauth import User
+from services.gateway.oauth import User, requested_scopes
 from services.gateway.password_throttle import TooManyAttempts
 
 web = Blueprint("web", __name__)
@@ -95,7 +95,10 @@ def apps():
     if request.method == "GET":
         return render_template("apps.html")
     try:
-        created = rpc.call("accounts", "register_client", session["user_id"], request.form.get("name", ""), request.form.get("redirect_uri", ""))
+        # an app that cannot keep a secret (mobile, desktop) gets none, and must use PKCE
+        confidential = request.form.get("public") != "yes"
+        form = request.form
+        created = rpc.call("accounts", "register_client", session["user_id"], form.get("name", ""), form.get("redirect_uri", ""), confidential)
     except DomainError as exc:
         return render_template("apps.html", error=exc.description), 400
     return render_template("apps.html", created=created), 201
@@ -113,8 +116,10 @@ def authorize():
             grant = server.get_consent_grant(end_user=user)
         except OAuth2Error as error:
             return render_template("base.html", error=f"{error.error}: {error.description or 'invalid request'}"), 400
-        scopes = (grant.request.scope or "").split()
-        return render_template("authorize.html", client_name=grant.client.name, scopes=scopes)
+        scopes = requested_scopes(grant.request.scope)
+        # old desktop clients registered plain http addresses: the code travels unencrypted
+        warning = grant.client.plain_http and f"{grant.client.name} receives your authorization over plain http ({grant.client.redirect_uri}), which others on the network can read."
+        return render_template("authorize.html", client_name=grant.client.name, scopes=scopes, warning=warning)
     if request.form.get("confirm") != "yes":
         return server.create_authorization_response(grant_user=None)
     return server.create_authorization_response(grant_user=user)
