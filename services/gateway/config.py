@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 MIN_SECRET_LENGTH = 32
 MIN_DISTINCT_CHARACTERS = 10
 # what example files and tutorials put where a secret goes
-PLACEHOLDERS = ("changeme", "change-me", "change_me", "dev-only", "placeholder", "example", "your-", "insecure", "xxxxxx")
+PLACEHOLDERS = (
+    "changeme", "change-me", "change_me", "replace_me", "replace-me", "replaceme",
+    "dev-only", "placeholder", "example", "your-", "insecure", "xxxxxx",
+)
 
 
 class UnsafeSettings(Exception):

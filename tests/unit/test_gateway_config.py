@@ -26,6 +26,7 @@ def test_a_strong_secret_and_a_public_url_are_enough():
         ({"FLATTR_SECRET_KEY": "short", "FLATTR_PUBLIC_URL": URL}, "FLATTR_SECRET_KEY is shorter than 32"),
         ({"FLATTR_SECRET_KEY": "changeme-dev-only-changeme-dev-only", "FLATTR_PUBLIC_URL": URL}, "FLATTR_SECRET_KEY is a placeholder"),
         ({"FLATTR_SECRET_KEY": "a" * 40, "FLATTR_PUBLIC_URL": URL}, "FLATTR_SECRET_KEY is too repetitive"),
+        ({"FLATTR_SECRET_KEY": "REPLACE_ME_SECRET_KEY_0123456789abcdef", "FLATTR_PUBLIC_URL": URL}, "FLATTR_SECRET_KEY is a placeholder"),
         ({"FLATTR_SECRET_KEY": STRONG, "FLATTR_PUBLIC_URL": URL, "FLATTR_ADMIN_TOKEN": "admin"}, "FLATTR_ADMIN_TOKEN is shorter"),
         ({"FLATTR_SECRET_KEY": STRONG, "FLATTR_PUBLIC_URL": URL, "FLATTR_ADMIN_TOKEN": "changeme" * 5}, "FLATTR_ADMIN_TOKEN is a placeholder"),
         ({"FLATTR_SECRET_KEY": STRONG}, "FLATTR_PUBLIC_URL is not set"),
