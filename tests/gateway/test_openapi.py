@@ -416,10 +416,19 @@ def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_f
     form = "application/x-www-form-urlencoded"
     client = {"auth": (client_id, secret)}
     token = _conforms(gateway, schema, "POST /oauth/token", 200, body=exchange, media_type=form, call=client)
-    oauth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-    # the code worked once; a wrong client secret is invalid_client
+    replayed = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    # the code worked once (used again, it revokes the token it issued); a wrong client secret is invalid_client
     _conforms(gateway, schema, "POST /oauth/token", 400, body=exchange, media_type=form, call=client)
     _conforms(gateway, schema, "POST /oauth/token", 401, body=exchange, media_type=form, call={"auth": (client_id, "wrong")})
+    assert eventually(lambda: requests.get(f"{gateway}/rest/v2/user", headers=replayed, timeout=10).status_code == 401)
+    # a JSON body, as old clients sent it, for a fresh code
+    consent = browser.get(f"{gateway}/oauth/authorize", params=query)
+    approved = browser.post(
+        f"{gateway}/oauth/authorize", params=query, data={"csrf_token": csrf_token(consent), "confirm": "yes"}, allow_redirects=False
+    )
+    exchange["code"] = parse_qs(urlsplit(approved.headers["Location"]).query)["code"][0]
+    token = _conforms(gateway, schema, "POST /oauth/token", 200, body=exchange, media_type="application/json", call=client)
+    oauth = {"Authorization": f"Bearer {token.json()['access_token']}"}
 
     # money endpoints refuse OAuth clients' tokens; the owner sees them listed
     _conforms(gateway, schema, "GET /rest/v2/user/budget", 403, call={"headers": oauth})
