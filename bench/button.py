@@ -7,6 +7,7 @@ Flask app on gunicorn with 2 sync workers, in the same run.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -26,7 +27,15 @@ def main() -> int:
     with private_environment("button") as (db_url, amqp_uri), tempfile.TemporaryDirectory() as tmp:
         seed_click_path(db_url, 10, 10)
         port = free_port()
-        env = service_env(db_url, amqp_uri, GATEWAY_PORT=port, FLATTR_RATE_LIMITS="off", GATEWAY_WORKERS=2)
+        env = service_env(
+            db_url,
+            amqp_uri,
+            GATEWAY_PORT=port,
+            FLATTR_RATE_LIMITS="off",
+            GATEWAY_WORKERS=2,
+            FLATTR_SECRET_KEY=secrets.token_urlsafe(32),
+            FLATTR_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        )
         processes = [spawn(m, env, Path(tmp) / f"{m}.log") for m in ("services.accounts", "services.clicks", "services.gateway")]
         try:
             base = f"http://127.0.0.1:{port}"

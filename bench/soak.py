@@ -76,7 +76,7 @@ ANSWER_LIMIT = DEADLINE + 2.0
 CLIENT_TIMEOUT = (3.05, DEADLINE + 3.0)
 MIN_PAYOUT = 1000
 PASSWORD = "soak password 123"
-SCOPES = "flattr thing extendedread"
+SCOPES = "flattr thing extendedread wallet payout"
 DEADLOCK = "deadlock detected"
 
 

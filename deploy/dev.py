@@ -7,7 +7,10 @@ while ``SMTP_HOST`` is this machine, a local SMTP server (``mail``) that writes 
 ``FLATTR_PUBLIC_URL``, which defaults to the gateway's address here.
 Every setting comes from the caller's environment when set there (``AMQP_URI``, the three
 ``*_DATABASE_URL``, ``GATEWAY_PORT``, ``LOG_FORMAT``...); the defaults live in
-``services/common/settings.py``.
+``services/common/settings.py``. What the gateway must not run without is made here when not
+given: a random ``FLATTR_SECRET_KEY`` and ``FLATTR_ADMIN_TOKEN`` (printed), and
+``FLATTR_PUBLIC_URL`` from the gateway's host and port. Secrets given weak are refused, as the
+gateway refuses them (``FLATTR_DEVELOPMENT=on`` lets them through).
 
 Like compose or Kubernetes, it restarts a child that dies, after 0.5 s, doubled for each death
 in a row up to 8 s (``deploy.supervisor``). Ctrl-C or SIGTERM stops every child within 3
@@ -36,6 +39,7 @@ import sys
 from deploy.supervisor import Supervisor
 from services.common import settings
 from services.common.migrate import URL_KEYS, ensure_database, upgrade
+from services.gateway import config as gateway_config
 
 PROCESSES = {
     "accounts": [sys.executable, "-m", "services.accounts"],
@@ -72,16 +76,34 @@ def say(name: str, line: str) -> None:
     sys.stdout.flush()
 
 
+def fill_gateway_settings(env: dict) -> bool:
+    """What the gateway must not run without, made when not given: one random secret key for
+    every gateway process of this run (so a session works across them), a random admin token,
+    and the public address from the gateway's host and port. Raises UnsafeSettings as the
+    gateway would (weak secrets given by the caller); answers whether it made the admin token."""
+    if not env.get("FLATTR_SECRET_KEY"):
+        env["FLATTR_SECRET_KEY"] = secrets.token_urlsafe(32)
+    made_admin_token = not env.get("FLATTR_ADMIN_TOKEN")
+    if made_admin_token:
+        env["FLATTR_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
+    if not env.get("FLATTR_PUBLIC_URL"):
+        host = env["GATEWAY_HOST"] if env["GATEWAY_HOST"] not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        env["FLATTR_PUBLIC_URL"] = f"http://{host}:{env['GATEWAY_PORT']}"
+    gateway_config.load(environ=env)
+    return made_admin_token
+
+
 def main() -> int:
     env = settings.defaults_for_child()
     env.setdefault("PYTHONUNBUFFERED", "1")
-    if not env.get("FLATTR_SECRET_KEY"):
-        # one key for every gateway worker of this run, so a session works across them
-        env["FLATTR_SECRET_KEY"] = secrets.token_urlsafe(32)
-    if not env.get("FLATTR_PUBLIC_URL"):
-        # the links in mails, which no request's Host header can give
-        host = "127.0.0.1" if env["GATEWAY_HOST"] in ("0.0.0.0", "::") else env["GATEWAY_HOST"]
-        env["FLATTR_PUBLIC_URL"] = f"http://{host}:{env['GATEWAY_PORT']}"
+    try:
+        made_admin_token = fill_gateway_settings(env)
+    except gateway_config.UnsafeSettings as exc:  # a gateway that refuses to start would be restarted for ever
+        for problem in exc.problems:
+            say("dev", f"will not start: {problem}")
+        return 2
+    if made_admin_token:
+        say("dev", f"admin token for this run: {env['FLATTR_ADMIN_TOKEN']}")
     for service, key in URL_KEYS.items():
         ensure_database(env[key])
         upgrade(service, env[key])

@@ -86,7 +86,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.common.db import dispose_engines  # noqa: E402
 from services.common.migrate import upgrade  # noqa: E402
-from tests.factories import ADMIN_TOKEN  # noqa: E402
+from tests.factories import ADMIN_TOKEN, SECRET_KEY  # noqa: E402
 from tests.databases import admin_engine as _admin_engine, cloned_database, finish_background_drops  # noqa: E402
 
 SERVICES = ("accounts", "clicks", "settlement")
@@ -319,7 +319,9 @@ def rpc(amqp_uri):
 
 @pytest.fixture
 def gateway_factory(amqp_uri):
-    """Serve a gateway app over real HTTP on a free port; returns its base URL."""
+    """Serve a gateway app over real HTTP on a free port; returns its base URL. The gateways of
+    one test share their rate limits and password throttles (in the local Redis, under a key
+    prefix of the test's own), as a platform's replicas do."""
     from eventlet import wsgi
 
     from services.gateway.app import create_app
@@ -327,16 +329,19 @@ def gateway_factory(amqp_uri):
     from services.gateway.rpc import RpcPool
 
     servers = []
+    key_prefix = f"flattr-test-{WORKER}-{uuid.uuid4().hex[:12]}"
 
     def start(**overrides):
+        sock = eventlet.listen(("127.0.0.1", 0))
         overrides.setdefault("FLATTR_RATE_LIMITS", "off")
-        overrides.setdefault("SECRET_KEY", "test-secret")
+        overrides.setdefault("RATE_LIMIT_KEY_PREFIX", key_prefix)
+        overrides.setdefault("SECRET_KEY", SECRET_KEY)
         overrides.setdefault("FLATTR_ADMIN_TOKEN", ADMIN_TOKEN)
+        overrides.setdefault("FLATTR_PUBLIC_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
         timeout = overrides.pop("RPC_TIMEOUT", 10)
         pool = RpcPool(amqp_uri, size=4, timeout=timeout)
         clicks = ClickClient(amqp_uri, timeout=overrides.pop("CLICK_TIMEOUT", timeout))
         app = create_app(overrides, rpc=pool, clicks=clicks)
-        sock = eventlet.listen(("127.0.0.1", 0))
         thread = eventlet.spawn(wsgi.server, sock, app, log_output=False)
         servers.append((thread, sock, pool, clicks, app))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"

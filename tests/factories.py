@@ -8,6 +8,8 @@ import requests
 
 _counter = itertools.count(1)
 PASSWORD = "correct horse battery"
+# every scope a personal token may have: the money scopes too, as a user's own token for everything
+ALL_SCOPES = "flattr thing email extendedread wallet payout"
 
 
 def unique_username(prefix: str = "user") -> str:
@@ -22,7 +24,7 @@ def sign_up(base: str, username: str | None = None, **extra) -> dict:
     return {"username": username, "password": PASSWORD, **response.json()}
 
 
-def personal_token(base: str, user: dict, scope: str = "flattr thing email extendedread") -> str:
+def personal_token(base: str, user: dict, scope: str = ALL_SCOPES) -> str:
     response = requests.post(
         f"{base}/rest/v2/user/tokens", auth=(user["username"], user["password"]), data={"scope": scope}, timeout=10
     )
@@ -34,7 +36,7 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def user_with_token(base: str, scope: str = "flattr thing email extendedread") -> tuple[dict, dict]:
+def user_with_token(base: str, scope: str = ALL_SCOPES) -> tuple[dict, dict]:
     user = sign_up(base)
     return user, bearer(personal_token(base, user, scope))
 
@@ -46,8 +48,11 @@ def create_thing(base: str, headers: dict, url: str | None = None, **fields) -> 
     return response.json()["id"]
 
 
-ADMIN_TOKEN = "test-admin-token"  # the gateways the tests start take it (tests/conftest.py)
+# the test gateways' admin token (tests/conftest.py): as long as the gateway demands
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghijklmnop"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# a secret key the gateway accepts, for apps made by tests
+SECRET_KEY = "test-secret-key-0123456789abcdefghijklmnop"
 
 
 def deposit(base: str, headers: dict, amount: int, key: str | None = None) -> requests.Response:

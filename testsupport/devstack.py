@@ -16,6 +16,9 @@ from pathlib import Path
 
 import requests
 
+# the admin token the tests give `make dev` (the gateway refuses a short one)
+DEV_ADMIN_TOKEN = "dev-admin-token-0123456789abcdefghijklmnop"
+
 ROOT = Path(__file__).resolve().parent.parent
 # the form deploy.dev documents for every (re)start of a child
 STARTED = re.compile(r"^\s*dev \| started (?P<name>[\w-]+) pid=(?P<pid>\d+)$", re.M)

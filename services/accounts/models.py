@@ -101,7 +101,8 @@ class OAuthClient(Base):
     __tablename__ = "oauth_clients"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
-    secret_hash: Mapped[str] = mapped_column(String(64))
+    # None: a client that cannot keep a secret (a mobile or desktop app), which must use PKCE
+    secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     name: Mapped[str] = mapped_column(String(100))
     redirect_uri: Mapped[str] = mapped_column(String(2000))
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -132,6 +133,12 @@ class AuthorizationCode(Base):
     redirect_uri: Mapped[str] = mapped_column(String(2000))
     scopes: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)  # PKCE, S256
+    # a code is kept once used, until it expires: a replay revokes the token it issued
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    replayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    __table_args__ = (Index("authorization_codes_by_expiry", "expires_at"),)
 
 
 class ThingDailyCount(Base):

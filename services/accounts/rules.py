@@ -35,6 +35,9 @@ LANGUAGES = (
 LANGUAGE_IDS = frozenset(code for code, _ in LANGUAGES)
 
 SCOPES = frozenset({"flattr", "thing", "email", "extendedread"})
+# Money moves with these (budget, wallet and deposits; revenue and payouts): a user's own personal
+# tokens may have them, a client application's token never.
+MONEY_SCOPES = frozenset({"wallet", "payout"})
 
 # Syntax only (no DNS): one @, a local part without spaces, a dotted domain.
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
@@ -106,6 +109,52 @@ def parse_scopes(value, allowed: frozenset = SCOPES) -> list[str]:
     if unknown:
         raise InvalidParameters(f"unknown scope: {' '.join(unknown)}")
     return scopes
+
+
+def parse_personal_scopes(value) -> list[str]:
+    """A personal token's scopes: the money scopes too, and at least one (a token that can do
+    nothing is a mistake, and a scope-less token once meant one that could move money)."""
+    scopes = parse_scopes(value, SCOPES | MONEY_SCOPES)
+    if not scopes:
+        raise InvalidParameters(f"scope is required: one or more of {' '.join(sorted(SCOPES | MONEY_SCOPES))}")
+    return scopes
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# schemes a browser acts on itself: never where a code is sent
+NOT_PRIVATE_USE = frozenset({"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "ftp", "ws", "wss", "mailto"})
+PRIVATE_USE_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+
+
+def validate_redirect_uri(value, confidential: bool) -> str:
+    """Where a client application's codes are sent (RFC 8252): https, http to this machine
+    (loopback), or the app's own private-use scheme (``com.example.app:/cb``, ``gpodder://...``),
+    for any client; plain http to another host only for a client with a secret, without which an
+    intercepted code is useless. No fragment (RFC 6749 3.1.2)."""
+    value = _text(value, "redirect_uri").strip()
+    if not value or len(value) > MAX_URL:
+        raise InvalidParameters(f"redirect_uri is required, at most {MAX_URL} characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise InvalidParameters("redirect_uri is not a valid URI") from None
+    scheme = parts.scheme.lower()
+    if parts.fragment or "#" in value:
+        raise InvalidParameters("redirect_uri must not have a fragment")
+    if scheme == "https" and parts.hostname:
+        return value
+    if scheme == "http" and parts.hostname:
+        if parts.hostname in LOOPBACK_HOSTS or confidential:
+            return value
+        raise InvalidParameters("plain http to another host is only for applications with a secret: use https, a loopback address or the app's own scheme")
+    if PRIVATE_USE_SCHEME.match(scheme) and scheme not in NOT_PRIVATE_USE | {"http", "https"}:
+        return value
+    raise InvalidParameters("redirect_uri must be https, http to a loopback address, or the app's own scheme (RFC 8252)")
+
+
+def is_plain_http_to_another_host(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return parts.scheme.lower() == "http" and parts.hostname not in LOOPBACK_HOSTS
 
 
 def validate_url(value, field: str = "url") -> str:

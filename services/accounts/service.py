@@ -94,8 +94,8 @@ class AccountsService:
     # -- OAuth2 client applications and authorization codes ---------------------------------
 
     @rpc
-    def register_client(self, owner_id, name, redirect_uri):
-        return oauth_store.register_client(self.db, owner_id, name, redirect_uri)
+    def register_client(self, owner_id, name, redirect_uri, confidential=True):
+        return oauth_store.register_client(self.db, owner_id, name, redirect_uri, confidential)
 
     @rpc
     def get_client(self, client_id):
@@ -106,16 +106,16 @@ class AccountsService:
         return oauth_store.check_client_secret(self.db, client_id, secret)
 
     @rpc
-    def store_authorization_code(self, code, client_id, user_id, redirect_uri, scope):
-        oauth_store.store_authorization_code(self.db, code, client_id, user_id, redirect_uri, scope)
+    def store_authorization_code(self, code, client_id, user_id, redirect_uri, scope, code_challenge=None):
+        oauth_store.store_authorization_code(self.db, code, client_id, user_id, redirect_uri, scope, code_challenge)
 
     @rpc
     def take_authorization_code(self, code, client_id):
-        return oauth_store.take_authorization_code(self.db, code, client_id)
+        return oauth_store.take_authorization_code(self.db, self.events, code, client_id)
 
     @rpc
-    def store_oauth_token(self, token, client_id, user_id, scope):
-        oauth_store.store_oauth_token(self.db, token, client_id, user_id, scope)
+    def store_oauth_token(self, token, client_id, user_id, scope, code_id=None):
+        oauth_store.store_oauth_token(self.db, token, client_id, user_id, scope, code_id)
 
     # -- the things catalog ------------------------------------------------------------------
 

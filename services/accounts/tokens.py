@@ -29,7 +29,7 @@ def add_token(db, token: str, user_id, kind: str, scopes: list[str], name: str =
 
 
 def create_personal_token(db, user_id, scope, name="") -> dict:
-    scopes = rules.parse_scopes(scope)
+    scopes = rules.parse_personal_scopes(scope)
     name = name or ""
     if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME or not rules.is_storable(name):
         raise InvalidParameters(f"name must be text of at most {MAX_TOKEN_NAME} characters")
@@ -57,6 +57,19 @@ def revoke_token(db, events, user_id, token_id) -> None:
     # every gateway drops the token from its cache when it hears this
     events.record(db, "token.revoked", {"token_id": token_id, "user_id": user_id})
     db.commit()
+
+
+def revoke_by_digest(db, events, token_hash: str) -> None:
+    """Revoke the live token stored as ``token_hash`` (a replayed OAuth code's), in the caller's
+    transaction; ``events`` None: nobody can have seen it yet, nothing to announce."""
+    revoked = db.execute(
+        update(AccessToken)
+        .where(AccessToken.token_hash == token_hash, AccessToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .returning(AccessToken.id, AccessToken.user_id)
+    ).first()
+    if revoked is not None and events is not None:
+        events.record(db, "token.revoked", {"token_id": revoked.id, "user_id": revoked.user_id})
 
 
 def authenticate_tokens(db, tokens) -> dict:

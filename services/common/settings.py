@@ -24,15 +24,47 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ACCOUNTS_DATABASE_URL", _LOCAL_PG, "accounts service database (schema `accounts`)"),
     Setting("CLICKS_DATABASE_URL", _LOCAL_PG, "clicks service database (schema `clicks`)"),
     Setting("SETTLEMENT_DATABASE_URL", _LOCAL_PG, "settlement service database (schema `settlement`)"),
-    Setting("FLATTR_ADMIN_TOKEN", None, "bearer token for `/admin` endpoints; unset disables them"),
+    Setting(
+        "FLATTR_ADMIN_TOKEN",
+        None,
+        "bearer token for `/admin` endpoints (32+ random characters, else the gateway will not start); unset disables them",
+    ),
     Setting(
         "FLATTR_RATE_LIMITS",
         "on",
-        "`on`, `off` (benchmarks), or overrides such as `token=5000/hour;address=1000/hour;signup=100/hour`",
+        "`on`, `off` (benchmarks), or overrides of the defaults `token=5000/hour;address=1000/hour;signup=100/hour;"
+        "login=10/minute;oauth=30/minute;admin=10/minute` (`login`, `oauth`, `admin`: failures per address, "
+        "wrong passwords at `/login`, refused code exchanges, wrong admin tokens); per-account password delays stay on",
     ),
-    Setting("FLATTR_RATE_LIMIT_STORAGE", "memory://", "rate-limit store; `redis://...` shares it across gateway replicas"),
-    Setting("FLATTR_SECRET_KEY", None, "signs session cookies and CSRF tokens; required with several gateway processes"),
-    Setting("FLATTR_PUBLIC_URL", None, "the platform's public base address for web links (default: the request's host)"),
+    Setting(
+        "FLATTR_RATE_LIMIT_STORAGE",
+        "redis://127.0.0.1:6379/0",
+        "store of the rate limits and password throttles, shared by every gateway process and replica "
+        "(`memory://` keeps them per process: one gateway process only)",
+    ),
+    Setting(
+        "FLATTR_TRUSTED_PROXIES",
+        "0",
+        "how many proxies in front of the gateway set `X-Forwarded-For`/`-Proto` (their last N entries are trusted); "
+        "0 ignores those headers, so clients cannot choose the address they are limited by",
+    ),
+    Setting(
+        "FLATTR_SECRET_KEY",
+        None,
+        "signs session cookies and CSRF tokens: required, 32+ random characters, the same for every gateway process (`make dev` makes one)",
+    ),
+    Setting(
+        "FLATTR_PUBLIC_URL",
+        None,
+        "the platform's public base address (`https://flattr.example.org`), required: every link is built from it, never from "
+        "the request's Host header; `https` makes the session cookie `Secure` (`make dev` sets its own)",
+    ),
+    Setting(
+        "FLATTR_DEVELOPMENT",
+        "off",
+        "`on` lets the gateway start with weak or missing secrets and no `FLATTR_PUBLIC_URL` (links then point at "
+        "`http://127.0.0.1:GATEWAY_PORT`): a machine of one's own only",
+    ),
     Setting("GATEWAY_HOST", "127.0.0.1", "address the gateway listens on"),
     Setting("GATEWAY_PORT", "8000", "port the gateway listens on"),
     Setting("GATEWAY_WORKERS", "2", "gateway processes (each serves its connections from green threads)"),

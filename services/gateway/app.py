@@ -2,22 +2,21 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from datetime import timedelta
 
 from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from limits import parse as parse_limit
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.common import settings
-from services.gateway import deadline, errors, metrics, request_log
-from services.gateway.auth import TokenCache, TokenChecker, bearer_token, token_key
+from services.gateway import config, deadline, errors, metrics, request_log, security_headers
+from services.gateway.auth import TokenCache, TokenChecker
 from services.gateway.click_fast_path import ClickFastPath
 from services.gateway.oauth import init_oauth
+from services.gateway.password_throttle import PasswordThrottle
+from services.gateway.rate_limits import init_rate_limits, parse_rate_limits, shared_store
 from services.gateway.revocations import RevocationListener
 from services.gateway.rpc import RpcPool
 from services.gateway.views.admin import admin
@@ -32,59 +31,7 @@ from services.gateway.views import pages
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIMITS = {"token": "5000/hour", "address": "1000/hour", "signup": "100/hour"}
 MAX_BODY_BYTES = 64 * 1024
-
-
-def parse_rate_limits(value: str) -> dict | None:
-    """``off`` disables limits; ``on`` keeps the defaults; ``token=10/minute;signup=5/hour`` overrides."""
-    value = (value or "on").strip()
-    if value.lower() == "off":
-        return None
-    limits = dict(DEFAULT_LIMITS)
-    if value.lower() in ("on", "default"):
-        return limits
-    for part in value.split(";"):
-        if not part.strip():
-            continue
-        name, _, limit = part.partition("=")
-        name = name.strip()
-        if name not in DEFAULT_LIMITS or not limit.strip():
-            raise ValueError(f"FLATTR_RATE_LIMITS: unknown part {part!r}; use token=, address= or signup=")
-        limits[name] = limit.strip()
-    return limits
-
-
-def _rate_limit_key() -> str:
-    token = bearer_token()
-    return f"token:{token_key(token)}" if token else f"address:{get_remote_address()}"
-
-
-def _init_rate_limits(app: Flask, limits: dict | None) -> Limiter:
-    def default_limit() -> str:
-        return limits["token"] if bearer_token() else limits["address"]
-
-    limiter = Limiter(
-        key_func=_rate_limit_key,
-        app=app,
-        default_limits=[default_limit] if limits else [],
-        storage_uri=settings.get("FLATTR_RATE_LIMIT_STORAGE"),
-        headers_enabled=True,
-        enabled=limits is not None,
-        strategy="fixed-window",
-    )
-
-    @limiter.request_filter
-    def _only_the_api():
-        return not request.path.startswith("/rest/v2")
-
-    if limits:
-        sign_up = app.view_functions["api.sign_up"]
-        app.view_functions["api.sign_up"] = limiter.limit(limits["signup"], key_func=get_remote_address)(sign_up)
-    app.extensions["rate_limiter"] = limiter
-    token_limit = parse_limit(limits["token"]) if limits else None
-    app.extensions["rate_limit_for_token"] = lambda: token_limit
-    return limiter
 
 
 class WebOnlySessions(SecureCookieSessionInterface):
@@ -100,20 +47,19 @@ class WebOnlySessions(SecureCookieSessionInterface):
 def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks: ClickClient | None = None) -> Flask:
     app = Flask(__name__)
     overrides = overrides or {}
-    secret = overrides.get("SECRET_KEY") or settings.get("FLATTR_SECRET_KEY")
-    if not secret:
-        log.warning("FLATTR_SECRET_KEY is not set: sessions will not survive a restart or work across processes")
-        secret = secrets.token_urlsafe(32)
+    safe = config.load(overrides)  # UnsafeSettings: no app without its secrets and public address
     app.config.update(
-        SECRET_KEY=secret,
+        SECRET_KEY=safe.secret_key,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=safe.secure_cookies,
         PERMANENT_SESSION_LIFETIME=timedelta(days=14),
         WTF_CSRF_TIME_LIMIT=None,
     )
     app.config.update({k: v for k, v in overrides.items() if k != "SECRET_KEY"})
+    app.config.update(PUBLIC_URL=safe.public_url, FLATTR_ADMIN_TOKEN=safe.admin_token)
     app.json.sort_keys = False
     app.session_interface = WebOnlySessions()
 
@@ -156,13 +102,17 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     init_oauth(app)
     csrf.exempt("services.gateway.views.web.issue_token")
     errors.register(app)
+    security_headers.init(app)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):
         return errors.error_response(400, "invalid_request", f"the form is stale or forged: {exc.description}")
 
     limits = parse_rate_limits(overrides.get("FLATTR_RATE_LIMITS") or settings.get("FLATTR_RATE_LIMITS"))
-    _init_rate_limits(app, limits)
+    storage = overrides.get("FLATTR_RATE_LIMIT_STORAGE") or settings.get("FLATTR_RATE_LIMIT_STORAGE")
+    init_rate_limits(app, limits, storage, overrides.get("RATE_LIMIT_KEY_PREFIX"))
+    # always on, whatever FLATTR_RATE_LIMITS says: it costs nothing until a password is wrong
+    app.extensions["password_throttle"] = PasswordThrottle(shared_store(storage, overrides.get("RATE_LIMIT_KEY_PREFIX")))
 
     @app.before_request
     def _start_timer():
@@ -177,8 +127,11 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
         return response
 
     # outside Flask, innermost first: the click path's own way, the deadline's backstop (which
-    # bounds both), then the access log around everything
+    # bounds both), the client's address from trusted proxies, then the access log around everything
     app.wsgi_app = ClickFastPath(app.wsgi_app, app)
     app.wsgi_app = deadline.DeadlineGuard(app.wsgi_app, request_seconds)
+    proxies = int(overrides.get("FLATTR_TRUSTED_PROXIES") or settings.get_int("FLATTR_TRUSTED_PROXIES"))
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     request_log.init(app)
     return app

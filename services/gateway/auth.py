@@ -1,4 +1,4 @@
-"""Bearer tokens and scopes.
+"""Bearer tokens and scopes; HTTP Basic passwords for managing tokens.
 
 The gateway asks accounts to check a token and trusts the answer for a while, so a busy client
 costs one RPC now and then, not one per request. A revoked token leaves the cache at once
@@ -15,8 +15,10 @@ from functools import wraps
 
 from flask import current_app, g, request
 
-from services.gateway import deadline
+from services.common.errors import Unauthorized
+from services.gateway import deadline, rpc
 from services.gateway.errors import ApiError
+from services.gateway.password_throttle import TooManyAttempts
 from services.gateway.rpc import ServiceUnavailable
 
 
@@ -191,8 +193,9 @@ def current_caller() -> Caller | None:
     return caller
 
 
-def require(*scopes: str, personal: bool = False):
-    """The view needs a token with every scope named; ``personal`` refuses OAuth clients' tokens."""
+def require(*scopes: str, personal: bool = False, any_of: tuple[str, ...] = ()):
+    """The view needs a token with every scope named, and one of ``any_of`` when given;
+    ``personal`` refuses OAuth clients' tokens (the money endpoints)."""
 
     def decorator(view):
         @wraps(view)
@@ -200,14 +203,59 @@ def require(*scopes: str, personal: bool = False):
             caller = current_caller()
             if caller is None:
                 raise ApiError(401, "unauthorized", "this resource needs an access token", {"WWW-Authenticate": "Bearer"})
+            if personal and caller.kind != "personal":
+                raise ApiError(403, "insufficient_scope", "money endpoints accept only personal access tokens")
             missing = [s for s in scopes if s not in caller.scopes]
             if missing:
                 raise ApiError(403, "insufficient_scope", f"the token lacks the scope: {' '.join(missing)}")
-            if personal and caller.kind != "personal":
-                raise ApiError(403, "insufficient_scope", "money endpoints accept only personal access tokens")
+            if any_of and not caller.scopes & set(any_of):
+                raise ApiError(403, "insufficient_scope", f"the token needs one of the scopes: {' '.join(any_of)}")
             return view(*args, **kwargs)
 
         wrapper.required_scopes = scopes
+        wrapper.any_of_scopes = any_of
         return wrapper
 
     return decorator
+
+
+BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="flattr"'}
+
+
+def check_password(username: str, password: str) -> dict:
+    """The user, if the password is theirs: Unauthorized if not, TooManyAttempts while the
+    account must wait (``services.gateway.password_throttle``). Every password check goes here."""
+    throttle = current_app.extensions["password_throttle"]
+    attempt = throttle.before_check(username)
+    right = None
+    try:
+        user = rpc.call("accounts", "authenticate_password", username, password)
+        right = True
+    except Unauthorized:
+        right = False
+        raise
+    finally:
+        throttle.after_check(attempt, right)
+    return user
+
+
+def password_required(view):
+    """The view needs the user's own ``username:password`` by HTTP Basic, not a token: making,
+    listing and revoking tokens (a stolen token must not mint or hide others). The user is in
+    ``g.password_user``."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        auth = request.authorization
+        if auth is None or auth.type != "basic" or not auth.username or auth.password is None or "\x00" in auth.username + auth.password:
+            raise ApiError(401, "unauthorized", "sign in with HTTP Basic username:password", BASIC_CHALLENGE)
+        try:
+            g.password_user = check_password(auth.username, auth.password)
+        except Unauthorized:
+            raise ApiError(401, "unauthorized", "wrong username or password", BASIC_CHALLENGE) from None
+        except TooManyAttempts as exc:
+            raise ApiError(403, "rate_limit_exceeded", str(exc), {"Retry-After": str(exc.retry_after)}) from None
+        return view(*args, **kwargs)
+
+    wrapper.needs_password = True
+    return wrapper

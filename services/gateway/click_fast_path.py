@@ -6,8 +6,8 @@ gateway was Flask's (request context, routing, hooks, the response object), not 
 Everything this path decides is decided by the same code as the view's: the token cache and its
 scopes (``auth``), the rate limit (the same limiter, key and bucket as Flask-Limiter's for the
 view), the click (``ClickClient``) and Flattr's answer (``views.flattr.flattr_outcome``). Anything
-else (no token, one not checked yet, a missing scope, a rate limit reached, a service that does
-not answer before) goes on to Flask, which answers it as it answers every request. A click
+else (no token, one not checked yet, a missing scope, a rate limit reached or a rate-limit store
+that does not answer, a service that does not answer before) goes on to Flask, which answers it as it answers every request. A click
 that was sent is answered here, whatever the answer: a 503 included, never sent twice.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from http import HTTPStatus
 from services.gateway import metrics
 from services.gateway.auth import token_key
 from services.gateway.deadline import RETRY_AFTER_SECONDS
-from services.gateway.representations import base_url
 from services.gateway.errors import ApiError
+from services.gateway.rate_limits import rate_limit_args
 from services.gateway.request_log import ENVIRON_ID, ENVIRON_ROUTE
 from services.gateway.rpc import ServiceUnavailable
 
@@ -43,6 +43,7 @@ class ClickFastPath:
         self.clicks = app.extensions["clicks"]
         self.limiter = app.extensions["rate_limiter"]
         self.limit_for = app.extensions["rate_limit_for_token"]
+        self.base_url = app.config["PUBLIC_URL"]
         self._latency = metrics.REQUEST_LATENCY.labels("POST", RULE)
 
     def __call__(self, environ, start_response):
@@ -67,14 +68,18 @@ class ClickFastPath:
         headers = [("Content-Type", "application/json")]
         if self.limiter.enabled:
             limit = self.limit_for()
-            if not self.limiter.limiter.hit(limit, f"token:{key}", ENDPOINT):
-                return None  # Flask answers the breach, with its headers
-            reset, remaining = self.limiter.limiter.get_window_stats(limit, f"token:{key}", ENDPOINT)
+            bucket = rate_limit_args(key, ENDPOINT)
+            try:
+                if not self.limiter.limiter.hit(limit, *bucket):
+                    return None  # Flask answers the breach, with its headers
+                reset, remaining = self.limiter.limiter.get_window_stats(limit, *bucket)
+            except Exception:  # the store's client raises its own errors: Flask's limiter logs them and goes on
+                return None
             headers += [("X-RateLimit-Limit", str(limit.amount)), ("X-RateLimit-Remaining", str(remaining)), ("X-RateLimit-Reset", str(int(reset)))]
         environ[ENVIRON_ROUTE] = RULE
         try:
             answer = self.clicks.flattr(caller.user_id, thing_id, request_id=environ.get(ENVIRON_ID))
-            outcome = self.outcome(answer, base_url(environ))
+            outcome = self.outcome(answer, self.base_url)
         except ServiceUnavailable as exc:
             log.warning("service unavailable: %s", exc)
             outcome = ApiError(503, "service_unavailable", "a service is not answering; try again shortly")

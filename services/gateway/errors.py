@@ -6,8 +6,10 @@ the JSON."""
 from __future__ import annotations
 
 import logging
+import math
+import time
 
-from flask import jsonify, make_response, render_template, request
+from flask import current_app, jsonify, make_response, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from nameko.exceptions import RemoteError
 from werkzeug.exceptions import HTTPException
@@ -67,6 +69,9 @@ def error_response(status: int, code: str, description: str, headers: dict | Non
     return response
 
 
+# answered in JSON (Flattr's error format); every other path is a page for people
+JSON_PATHS = ("/rest/v2", "/admin", "/oauth/token")
+
 _HTTP_CODES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -77,6 +82,14 @@ _HTTP_CODES = {
     413: "invalid_request",
     415: "invalid_request",
 }
+
+
+def _seconds_until_reset() -> str:
+    """For the answer to a breached limit: when its window resets."""
+    breached = current_app.extensions["rate_limiter"].current_limit
+    if breached is None:
+        return "60"
+    return str(max(1, math.ceil(breached.reset_at - time.time())))
 
 
 def register(app) -> None:
@@ -98,9 +111,14 @@ def register(app) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc):
+        retry_after = _seconds_until_reset()
+        if not request.path.startswith(JSON_PATHS):
+            # a person at a form (sign-in, sign-up): a page, with HTTP's own status for it
+            metrics.ERRORS.labels("rate_limit_exceeded").inc()
+            page = render_template("base.html", error=f"Too many attempts from your address. Try again in {retry_after} seconds.")
+            return page, 429, {"Retry-After": retry_after}
         response = error_response(403, "rate_limit_exceeded", f"rate limit exceeded: {exc.description}")
-        retry_after = getattr(exc, "retry_after", None)
-        response.headers["Retry-After"] = str(int(retry_after)) if retry_after else "60"
+        response.headers["Retry-After"] = retry_after
         return response
 
     @app.errorhandler(HTTPException)

@@ -1,21 +1,13 @@
 """Flattr v2 resource shapes, built from what the services answer."""
 from __future__ import annotations
 
-from flask import request
-
-from services.common import settings
+from flask import current_app
 
 
-def base_url(environ: dict | None = None) -> str:
-    """Addresses in resources point at the host the request came to, unless a public URL is set.
-    ``environ``: the WSGI request, for code that answers outside Flask's request context."""
-    configured = settings.get("FLATTR_PUBLIC_URL")
-    if configured:
-        return configured.rstrip("/")
-    # scheme and Host header as they came: request.host_url would also re-encode them (slow, same result)
-    if environ is not None:
-        return f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST') or environ.get('SERVER_NAME', '')}"
-    return f"{request.scheme}://{request.host}"
+def base_url() -> str:
+    """The platform's public address (``FLATTR_PUBLIC_URL``), for every link it writes: never the
+    request's Host header, which whoever sends the request chooses."""
+    return current_app.config["PUBLIC_URL"]
 
 
 def api_url(path: str) -> str:

@@ -81,7 +81,15 @@ def _spawn(host: str, port: int) -> int:
 def main() -> int:
     from services.common import logs, settings
 
+    from services.gateway import config
+
     logs.configure("gateway")
+    try:
+        config.load()
+    except config.UnsafeSettings as exc:
+        for problem in exc.problems:
+            log.error("will not start: %s", problem)
+        return 2
     host, port = settings.get("GATEWAY_HOST"), settings.get_int("GATEWAY_PORT")
     workers = settings.get_int("GATEWAY_WORKERS")
     _listen(host, port).close()  # fail here, at once, if the port is taken
@@ -106,11 +114,7 @@ def main() -> int:
                 log.warning("gateway process %s exited (%s); starting another", pid, status)
                 children.add(_spawn(host, port))
         time.sleep(0.1)
-    for pid in children:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    _signal_all(children, signal.SIGTERM)
     deadline = time.monotonic() + STOP_SECONDS + 0.5  # SIGKILL only for a child that hangs
     while children and time.monotonic() < deadline:
         try:
@@ -119,12 +123,16 @@ def main() -> int:
             break
         children.discard(pid)
         time.sleep(0.02)
+    _signal_all(children, signal.SIGKILL)
+    return 0
+
+
+def _signal_all(children: set[int], signum: int) -> None:
     for pid in children:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signum)
         except ProcessLookupError:
-            pass
-    return 0
+            pass  # it has exited already
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import json
 import re
 import shlex
 import warnings
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -44,6 +43,9 @@ PROBES = {name: ["python", "-m", "services.common.healthcheck", name] for name i
 PROBES["click-worker"] = ["python", "-m", "services.clicks.worker", "--check"]
 PROBES["settlement-batch"] = ["python", "-m", "services.common.healthcheck", "settlement_batch"]
 SECRET_KEYS = ("FLATTR_ADMIN_TOKEN", "FLATTR_SECRET_KEY")
+# what compose must be given (an .env file): it ships no working default for any secret
+REQUIRED_IN_COMPOSE = ("FLATTR_SECRET_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD")
+GIVEN_SECRETS = {name: "0123456789abcdef" * 4 for name in REQUIRED_IN_COMPOSE}
 PLATFORM_SECRET = "flattr-secrets"
 # Settings the production ConfigMap uses that another branch of issue 11 declares in
 # services/common/settings.py (the broker work); once declared there, this set is empty.
@@ -153,9 +155,9 @@ def _exec_form(args: str) -> list[str]:
 def test_compose_file_is_valid_against_the_compose_specification():
     doc = _load_compose()
     assert _compose_errors(doc) == []
-    # and it still is once variables are interpolated the way `docker compose` does, with
-    # nothing set in the environment (the out-of-the-box `docker compose up --build`)
-    assert _compose_errors(interpolate(doc, env={})) == []
+    # and it still is once variables are interpolated the way `docker compose` does, with only
+    # the secrets set (the .env file the top of the file asks for)
+    assert _compose_errors(interpolate(doc, env=GIVEN_SECRETS)) == []
 
 
 def test_compose_schema_check_is_not_vacuous():
@@ -167,9 +169,17 @@ def test_compose_schema_check_is_not_vacuous():
     assert any("replicas" in e for e in errors), errors
 
 
-def test_compose_works_out_of_the_box_every_variable_has_a_default():
-    for name, op, _ in _variables(COMPOSE_FILE.read_text()):
-        assert op in (":-", "-"), f"${{{name}}} has no default: `docker compose up` would need it set"
+def test_compose_needs_only_the_secrets_every_other_variable_has_a_default():
+    for name, op, arg in _variables(COMPOSE_FILE.read_text()):
+        if name in REQUIRED_IN_COMPOSE:
+            assert op == ":?" and ".env" in arg, f"${{{name}}} must be required, with a hint where to set it"
+        else:
+            assert op in (":-", "-"), f"${{{name}}} has no default: `docker compose up` would need it set"
+    # without them, compose stops at once and says which is missing
+    doc = _load_compose()
+    for name in REQUIRED_IN_COMPOSE:
+        with pytest.raises(LookupError, match=name):
+            interpolate(doc, env={k: v for k, v in GIVEN_SECRETS.items() if k != name})
 
 
 def test_compose_interpolation_helper():
@@ -185,7 +195,7 @@ def test_compose_interpolation_helper():
 
 def test_every_compose_service_has_a_healthcheck():
     services = _load_compose()["services"]
-    assert set(services) == {"rabbitmq", "postgres", "mailpit", *PROCESSES, "gateway"}
+    assert set(services) == {"rabbitmq", "postgres", "mailpit", "redis", *PROCESSES, "gateway"}
     for name, svc in services.items():
         check = svc.get("healthcheck")
         assert check and check.get("test") and not check.get("disable"), name
@@ -201,6 +211,11 @@ def test_infrastructure_images_and_probes():
     pg_env = services["postgres"]["environment"]
     assert pg_env["POSTGRES_DB"] == "flattr"
     assert pg_env["POSTGRES_PASSWORD"].startswith("${")
+    # the gateway's rate limits and password throttles live in Redis, shared by its replicas
+    assert services["redis"]["image"].startswith("redis:7")
+    assert "ports" not in services["redis"], "the store is for the gateway only"
+    assert services["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["gateway"]["environment"]["FLATTR_RATE_LIMIT_STORAGE"] == "redis://redis:6379/0"
 
 
 def test_app_services_share_one_image_built_from_the_dockerfile():
@@ -270,11 +285,15 @@ def test_each_app_service_gets_the_broker_and_only_its_own_database():
     assert not set(DB_URL_KEY.values()) & set(gateway_env), "the gateway reaches data only by RPC"
 
 
-def test_gateway_listens_on_all_interfaces_and_publishes_8000():
-    gateway = _load_compose()["services"]["gateway"]
-    assert gateway["environment"]["GATEWAY_HOST"] == "0.0.0.0"
+def test_gateway_is_published_on_this_machine_only_unless_told_otherwise():
+    gateway = interpolate(_load_compose(), env=GIVEN_SECRETS)["services"]["gateway"]
+    assert gateway["environment"]["GATEWAY_HOST"] == "0.0.0.0"  # inside its container
     assert str(gateway["environment"]["GATEWAY_PORT"]) == "8000"
-    assert any(str(p).endswith("8000:8000") or str(p) == "8000" for p in gateway["ports"])
+    assert gateway["ports"] == ["127.0.0.1:8000:8000"]
+    exposed = interpolate(_load_compose(), env={**GIVEN_SECRETS, "GATEWAY_PUBLISH": "0.0.0.0:8000"})["services"]["gateway"]
+    assert exposed["ports"] == ["0.0.0.0:8000:8000"]
+    # links are built from the public address, which defaults to the published one
+    assert gateway["environment"]["FLATTR_PUBLIC_URL"] == "http://localhost:8000"
 
 
 def test_compose_environment_names_are_declared_settings():
@@ -292,15 +311,17 @@ def test_compose_holds_no_literal_secrets():
         value = services["gateway"]["environment"][key]
         (var,) = _variables(value)
         assert value == f"${{{var[0]}{var[1]}{var[2]}}}", f"{key} must come from the environment"
-        assert var[0] == key and "dev-only" in var[2], f"{key}'s default must say it is for demos"
+        # required, or (the admin token) empty by default: the admin endpoints are then off
+        assert var[0] == key and (var[1] == ":?" or (var[1] == ":-" and var[2] == "")), f"{key} has a working default"
     for name, svc in services.items():
         for key, value in (svc.get("environment") or {}).items():
             value = str(value)
             if re.search(r"PASSWORD|PASS$|SECRET|TOKEN", key):
                 assert value.startswith("${") and value.endswith("}"), (name, key)
-            # a credential inside a URL must be interpolated too
+                assert "changeme" not in value and ":?" in value or value.endswith(":-}"), (name, key)
+            # a credential inside a URL must be interpolated too, and required
             for cred in re.findall(r"://[^:/@]+:([^@]+)@", value):
-                assert cred.startswith("${") and "dev-only" in cred, (name, key)
+                assert cred.startswith("${") and ":?" in cred, (name, key)
 
 
 # --------------------------------------------------------------------------- health-check module

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from testsupport.devstack import ROOT, free_port, group_alive
+from testsupport.devstack import DEV_ADMIN_TOKEN, ROOT, free_port, group_alive
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def dev_stack(infra, vhost, tmp_path, dev_env):
         SETTLEMENT_DATABASE_URL=url,
         GATEWAY_PORT=str(port),
         FLATTR_RATE_LIMITS="off",
-        FLATTR_ADMIN_TOKEN="dev-admin",
+        FLATTR_ADMIN_TOKEN=DEV_ADMIN_TOKEN,
         CLAIM_ALLOW_PRIVATE_ADDRESSES="on",  # the claim page is served by the test on 127.0.0.1
         CLICK_WORKER_HEARTBEAT=str(tmp_path / "click-worker.heartbeat"),
         # make dev's local SMTP server, on a port of this test's own

@@ -2,7 +2,7 @@
 import pytest
 import requests
 
-from testsupport.devstack import group_alive, stop_group, wait_ready
+from testsupport.devstack import DEV_ADMIN_TOKEN, group_alive, stop_group, wait_ready
 from tests.factories import PASSWORD, bearer, eventually
 from tests.pages import PageServer, Route, claim_page
 
@@ -15,7 +15,7 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
 
     # a new user signs up, gets a token, sets a budget and creates a thing, by form as old clients do
     assert requests.post(f"{base}/rest/v2/users", data={"username": "devuser", "email": "dev@example.com", "password": PASSWORD}).status_code == 201
-    token = requests.post(f"{base}/rest/v2/user/tokens", auth=("devuser", PASSWORD), data={"scope": "thing"}).json()["access_token"]
+    token = requests.post(f"{base}/rest/v2/user/tokens", auth=("devuser", PASSWORD), data={"scope": "thing wallet payout"}).json()["access_token"]
     token_all = requests.post(f"{base}/rest/v2/user/tokens", auth=("devuser", PASSWORD), data={"scope": "thing flattr"}).json()["access_token"]
     assert requests.put(f"{base}/rest/v2/user/budget", data={"amount": "500"}, headers=bearer(token)).status_code == 200
     created = requests.post(f"{base}/rest/v2/things", data={"url": "https://dev.example/", "title": "Made in dev"}, headers=bearer(token))
@@ -32,7 +32,7 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
     flattred = requests.post(f"{base}/rest/v2/flattr", data={"url": "https://someone.example/article"}, headers=bearer(token_all))
     assert flattred.status_code == 200, flattred.text
     assert requests.post(f"{base}/rest/v2/flattr", data={"url": "https://someone.example/article"}, headers=bearer(token_all)).status_code == 403
-    admin = {"Authorization": "Bearer dev-admin"}
+    admin = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
     credit = {"username": "devuser", "account": "revenue", "amount": 2500, "reason": "demo revenue", "idempotency_key": "dev-rev"}
     assert requests.post(f"{base}/admin/adjustments", json=credit, headers=admin).status_code == 201
     payout = requests.post(f"{base}/rest/v2/user/payouts", json={"amount": 2000, "idempotency_key": "dev-p"}, headers=bearer(token))
@@ -50,7 +50,7 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
     try:
         page = pages.url("/unclaimed-post")
         assert requests.post(f"{base}/rest/v2/users", json={"username": "devreader", "email": "r@example.com", "password": PASSWORD}).status_code == 201
-        reader = bearer(requests.post(f"{base}/rest/v2/user/tokens", auth=("devreader", PASSWORD), data={"scope": "flattr"}).json()["access_token"])
+        reader = bearer(requests.post(f"{base}/rest/v2/user/tokens", auth=("devreader", PASSWORD), data={"scope": "flattr wallet"}).json()["access_token"])
         assert requests.put(f"{base}/rest/v2/user/budget", json={"amount": 1001}, headers=reader).status_code == 200
         assert requests.post(f"{base}/rest/v2/user/deposits", json={"amount": 3000, "idempotency_key": "r-1"}, headers=reader).status_code == 201
         assert eventually(lambda: requests.get(f"{base}/rest/v2/user/wallet", headers=reader).json()["has_means"])

@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 
-from testsupport.devstack import ROOT, free_port, wait_ready
+from testsupport.devstack import DEV_ADMIN_TOKEN, ROOT, free_port, wait_ready
 
 FIRST_BLOCK = "A first session over HTTP"
 
@@ -40,7 +40,7 @@ def test_the_readme_walkthroughs_work_as_written(dev_stack, tmp_path):
     wait_ready(process, base, log)
     script = walkthrough_script(int(base.rsplit(":", 1)[1]), free_port())
     shell = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=dict(os.environ, FLATTR_ADMIN_TOKEN="dev-admin"),
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=dict(os.environ, FLATTR_ADMIN_TOKEN=DEV_ADMIN_TOKEN),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
     )
     try:

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 from testsupport.seeding import seed_click_path
 from services.accounts.service import AccountsService
 from services.common.migrate import upgrade
+from tests.factories import SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 READERS, THINGS = 60, 40
@@ -223,8 +224,9 @@ def _private_gateway(amqp_uri, db_url):
     runner.add_service(AccountsService)
     runner.start()
     pool, clicks = RpcPool(amqp_uri, size=4, timeout=3), ClickClient(amqp_uri, timeout=3)
-    app = create_app({"SECRET_KEY": "x", "FLATTR_RATE_LIMITS": "off", "FLATTR_ADMIN_TOKEN": "a"}, rpc=pool, clicks=clicks)
     sock = eventlet.listen(("127.0.0.1", 0))
+    overrides = {"SECRET_KEY": SECRET_KEY, "FLATTR_PUBLIC_URL": f"http://127.0.0.1:{sock.getsockname()[1]}", "FLATTR_RATE_LIMITS": "off"}
+    app = create_app(overrides, rpc=pool, clicks=clicks)
     server = eventlet.spawn(wsgi.server, sock, app, log_output=False)
 
     def close():

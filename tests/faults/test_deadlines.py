@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from testsupport import devstack
-from tests.factories import PASSWORD, eventually
+from tests.factories import ADMIN_TOKEN, PASSWORD, eventually
 
 DEADLINE = 3.0
 # a loaded machine's scheduling
@@ -40,7 +40,7 @@ def stack(private_rabbit, infra, tmp_path):
         SETTLEMENT_DATABASE_URL=url,
         GATEWAY_PORT=str(port),
         FLATTR_RATE_LIMITS="off",
-        FLATTR_ADMIN_TOKEN="deadline-admin",
+        FLATTR_ADMIN_TOKEN=ADMIN_TOKEN,
         REQUEST_DEADLINE=str(DEADLINE),
         RPC_TIMEOUT=str(DEADLINE),
         CLICK_TIMEOUT=str(DEADLINE),
@@ -72,7 +72,7 @@ class Reader:
         self.base = base
         self.username = f"r{uuid.uuid4().hex[:10]}"
         assert requests.post(f"{base}/rest/v2/users", json={"username": self.username, "email": f"{self.username}@example.com", "password": PASSWORD}).status_code == 201
-        token = requests.post(f"{base}/rest/v2/user/tokens", auth=(self.username, PASSWORD), data={"scope": "flattr thing extendedread"}).json()["access_token"]
+        token = requests.post(f"{base}/rest/v2/user/tokens", auth=(self.username, PASSWORD), data={"scope": "flattr thing extendedread wallet"}).json()["access_token"]
         self.headers = {"Authorization": f"Bearer {token}"}
         assert requests.get(f"{base}/rest/v2/user", headers=self.headers).status_code == 200
         self.thing = requests.post(f"{base}/rest/v2/things", headers=self.headers, json={"url": f"https://{self.username}.example/", "title": "A thing to look at"}).json()["id"]
@@ -80,7 +80,7 @@ class Reader:
 
 def requests_of_every_kind(base: str, reader: Reader, other: Reader, round_id: str) -> dict:
     """name -> (method, path, keyword arguments) for one round; each writes something new."""
-    admin = {"Authorization": "Bearer deadline-admin"}
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     return {
         "get thing": ("GET", f"/rest/v2/things/{other.thing}", {"headers": reader.headers}),
         "search": ("GET", "/rest/v2/things/search", {"params": {"query": "thing"}}),
@@ -160,5 +160,5 @@ def test_every_request_ends_within_its_deadline_whichever_process_is_frozen(stac
     engine.dispose()
     assert all(count == 1 and amount == 1000 for _, count, amount in rows), rows
     assert made[0] == made[1]
-    check = requests.get(f"{base}/admin/ledger/check", headers={"Authorization": "Bearer deadline-admin"}, timeout=10)
+    check = requests.get(f"{base}/admin/ledger/check", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
     assert check.status_code == 200, check.text

@@ -8,13 +8,8 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import requests
 
-from tests.factories import PASSWORD, create_thing, deposit, eventually, user_with_token
-
-
-def csrf_token(page: requests.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, page.text
-    return match.group(1)
+from tests.factories import PASSWORD, SECRET_KEY, create_thing, deposit, eventually, user_with_token
+from tests.web_forms import csrf_token, sign_in
 
 
 def reader_with_means(base, budget=500):
@@ -27,12 +22,7 @@ def reader_with_means(base, budget=500):
 
 def web_sign_in(base, user) -> requests.Session:
     browser = requests.Session()
-    form = browser.get(f"{base}/login")
-    answer = browser.post(
-        f"{base}/login",
-        data={"csrf_token": csrf_token(form), "username": user["username"], "password": user.get("password", PASSWORD)},
-        allow_redirects=False,
-    )
+    answer = sign_in(base, user["username"], user.get("password", PASSWORD), browser)
     assert answer.status_code == 302, answer.text
     return browser
 
@@ -329,7 +319,8 @@ def stub_app(ttl):
     from services.gateway.app import create_app
 
     rpc = StubRpc()
-    app = create_app({"SECRET_KEY": "x", "FLATTR_RATE_LIMITS": "off", "BUTTON_CACHE_SECONDS": ttl}, rpc=rpc, clicks=object())
+    overrides = {"SECRET_KEY": SECRET_KEY, "FLATTR_PUBLIC_URL": "http://flattr.test", "FLATTR_RATE_LIMITS": "off", "BUTTON_CACHE_SECONDS": ttl}
+    app = create_app(overrides, rpc=rpc, clicks=object())
     return app, rpc
 
 

@@ -3,7 +3,7 @@ import uuid
 
 import requests
 
-from tests.factories import ADMIN, bearer, create_thing, deposit, eventually, user_with_token
+from tests.factories import ADMIN, create_thing, deposit, eventually, user_with_token
 
 
 def reader_with_means(base, budget=500):

@@ -1,5 +1,4 @@
 """Money in and out over HTTP: deposits, wallets and means, revenue, payouts, the admin endpoints."""
-import uuid
 
 import pytest
 import requests

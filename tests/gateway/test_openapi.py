@@ -40,7 +40,7 @@ from schemathesis.generation.overrides import Override
 
 from services.gateway.app import create_app
 from services.gateway.views.platform import load_openapi
-from tests.factories import PASSWORD, bearer, create_thing, deposit, eventually, personal_token, user_with_token
+from tests.factories import PASSWORD, SECRET_KEY, bearer, create_thing, deposit, eventually, personal_token, user_with_token
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 # Served outside /rest/v2 and documented too; the HTML pages (/, /signup, /login, /apps, /thing/..,
@@ -51,6 +51,7 @@ DOCUMENTED_OUTSIDE_API = {
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("POST", "/oauth/token"),
+    ("GET", "/rest/v2"),
 }
 
 
@@ -61,7 +62,7 @@ def document() -> dict:
 
 @pytest.fixture(scope="module")
 def app():
-    return create_app({"SECRET_KEY": "x", "FLATTR_RATE_LIMITS": "off"}, rpc=object())
+    return create_app({"SECRET_KEY": SECRET_KEY, "FLATTR_PUBLIC_URL": "http://flattr.test", "FLATTR_RATE_LIMITS": "off"}, rpc=object())
 
 
 def _template(path: str) -> str:
@@ -150,7 +151,8 @@ def test_auth_and_scopes_match_the_views(app, document):
         if scopes is not None:  # the view is wrapped in @require(...): a bearer token is needed
             assert security == [{"bearerAuth": []}], key
             assert sorted(operation.get("x-required-scopes", [])) == sorted(scopes), key
-        elif key == ("POST", "/rest/v2/user/tokens"):
+            assert sorted(operation.get("x-required-any-scope", [])) == sorted(view.any_of_scopes), key
+        elif getattr(view, "needs_password", False):
             assert security == [{"basicAuth": []}], key  # HTTP Basic username:password, checked by the view
         else:
             assert {} in security, f"{key}: the view needs no bearer token, so security must allow none"
@@ -172,7 +174,7 @@ POSITIVE_CHECKS = [
 NEGATIVE_CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
 FUZZ_EXAMPLES = 15  # per operation and generation mode, on top of schemathesis' coverage cases
 # fewer for operations whose every request is slow: each token request verifies a password with argon2
-FUZZ_EXAMPLES_OF = {"POST /rest/v2/user/tokens": 5}
+FUZZ_EXAMPLES_OF = {"POST /rest/v2/user/tokens": 5, "GET /rest/v2/user/tokens": 5, "DELETE /rest/v2/user/tokens/{id}": 5}
 
 
 INT64_MAX = 2**63 - 1
@@ -318,7 +320,7 @@ def test_gateway_keeps_to_its_openapi_document(gateway):
     }
 
     # revoking tokens by random ids may revoke the caller's own: that runs last, as someone else
-    _, throwaway_bearer = user_with_token(gateway)
+    throwaway, throwaway_bearer = user_with_token(gateway)
 
     operations = [result.ok() for result in schema.get_all_operations()]
     # DELETE last: a random id may hit the thing the other operations are given by id
@@ -327,7 +329,7 @@ def test_gateway_keeps_to_its_openapi_document(gateway):
     for operation in operations:
         method = operation.method.upper()
         if operation.path.startswith("/rest/v2/user/tokens/"):
-            prober.bearer = throwaway_bearer
+            prober.bearer, prober.basic = throwaway_bearer, (throwaway["username"], throwaway["password"])
         if operation.path == "/rest/v2/things/{id}" and method in ("PATCH", "POST"):
             # bodies checked against a thing the caller owns, so validation (not 404) answers them
             prober.coverage(operation, id=thing_id)
@@ -390,7 +392,7 @@ def _conforms(base_url: str, schema, label: str, status: int, *, call: dict | No
 
 def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_factory):
     """OAuth tokens, missing scopes, found lookups and rate limits, checked against the document."""
-    from tests.gateway.test_web_and_oauth import _register_app, csrf_token, web_sign_up
+    from tests.web_forms import csrf_token, register_app, web_sign_up
 
     schema = schemathesis.openapi.from_dict(load_openapi())
     user, personal = user_with_token(gateway)
@@ -400,7 +402,7 @@ def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_f
     browser, web_user = web_sign_up(gateway)
     web_personal = bearer(personal_token(gateway, {"username": web_user, "password": PASSWORD}))
     redirect_uri = "https://reader.example/callback"
-    client_id, secret = _register_app(gateway, browser, redirect_uri)
+    client_id, secret = register_app(gateway, browser, redirect_uri)
     query = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": "flattr thing"}
     consent = browser.get(f"{gateway}/oauth/authorize", params=query)
     approved = browser.post(
@@ -414,22 +416,36 @@ def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_f
     form = "application/x-www-form-urlencoded"
     client = {"auth": (client_id, secret)}
     token = _conforms(gateway, schema, "POST /oauth/token", 200, body=exchange, media_type=form, call=client)
-    oauth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-    # the code worked once; a wrong client secret is invalid_client
+    replayed = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    # the code worked once (used again, it revokes the token it issued); a wrong client secret is invalid_client
     _conforms(gateway, schema, "POST /oauth/token", 400, body=exchange, media_type=form, call=client)
     _conforms(gateway, schema, "POST /oauth/token", 401, body=exchange, media_type=form, call={"auth": (client_id, "wrong")})
+    assert eventually(lambda: requests.get(f"{gateway}/rest/v2/user", headers=replayed, timeout=10).status_code == 401)
+    # a JSON body, as old clients sent it, for a fresh code
+    consent = browser.get(f"{gateway}/oauth/authorize", params=query)
+    approved = browser.post(
+        f"{gateway}/oauth/authorize", params=query, data={"csrf_token": csrf_token(consent), "confirm": "yes"}, allow_redirects=False
+    )
+    exchange["code"] = parse_qs(urlsplit(approved.headers["Location"]).query)["code"][0]
+    token = _conforms(gateway, schema, "POST /oauth/token", 200, body=exchange, media_type="application/json", call=client)
+    oauth = {"Authorization": f"Bearer {token.json()['access_token']}"}
 
     # money endpoints refuse OAuth clients' tokens; the owner sees them listed
     _conforms(gateway, schema, "GET /rest/v2/user/budget", 403, call={"headers": oauth})
-    _conforms(gateway, schema, "GET /rest/v2/user/tokens", 403, call={"headers": oauth})
-    listed = _conforms(gateway, schema, "GET /rest/v2/user/tokens", 200, call={"headers": web_personal})
+    _conforms(gateway, schema, "GET /rest/v2/user/tokens", 401, call={"headers": oauth})  # the password, not a token
+    _conforms(gateway, schema, "GET /rest/v2/user/tokens", 401, call={"headers": web_personal})
+    listed = _conforms(gateway, schema, "GET /rest/v2/user/tokens", 200, call={"auth": (web_user, PASSWORD)})
     assert {t["kind"] for t in listed.json()} == {"personal", "oauth"}
     # the OAuth token has no extendedread/email: the caller's profile has no private fields
     me = _conforms(gateway, schema, "GET /rest/v2/user", 200, call={"headers": oauth})
     assert "email" not in me.json()
 
-    # a token without the thing scope
-    _, no_scope = user_with_token(gateway, scope="")
+    # a token without the thing, flattr or money scopes; a token without any scope is not made
+    _, no_scope = user_with_token(gateway, scope="email")
+    basic = {"auth": (user["username"], user["password"])}
+    _conforms(gateway, schema, "POST /rest/v2/user/tokens", 400, body={"scope": ""}, media_type=form, call=basic)
+    _conforms(gateway, schema, "PUT /rest/v2/user/budget", 403, body={"amount": 500}, media_type="application/json", call={"headers": no_scope})
+    _conforms(gateway, schema, "GET /rest/v2/user/statements/{period}", 403, path_parameters={"period": "2026-01"}, call={"headers": no_scope})
     body = {"url": "https://example.com/not-allowed", "title": "Not allowed"}
     _conforms(gateway, schema, "POST /rest/v2/things", 403, body=body, media_type="application/json", call={"headers": no_scope})
     _conforms(

@@ -58,13 +58,17 @@ def test_token_needs_the_right_password(gateway):
 
 
 def test_token_request_with_an_empty_body_and_no_content_type(gateway):
-    """Old clients post forms with empty bodies: nothing is required here, so it works."""
+    """Old clients post forms with empty bodies: the body is read as an empty form, and a token
+    with no scope is refused (it can do nothing, and once it could move money)."""
     user = sign_up(gateway)
     response = requests.post(f"{gateway}/rest/v2/user/tokens", auth=(user["username"], user["password"]))
-    assert response.status_code == 201
-    assert response.json()["scope"] == ""
-    token = response.json()["access_token"]
-    # a token without scopes reads public data and the caller's own profile, but cannot write
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_parameters" and "scope" in response.json()["error_description"]
+
+
+def test_a_token_reads_the_callers_profile_but_writes_only_with_its_scopes(gateway):
+    user = sign_up(gateway)
+    token = personal_token(gateway, user, "email")
     assert requests.get(f"{gateway}/rest/v2/user", headers=bearer(token)).status_code == 200
     write = requests.post(f"{gateway}/rest/v2/things", json={"url": "https://x.example/", "title": "Needs scope"}, headers=bearer(token))
     assert write.status_code == 403
@@ -72,23 +76,25 @@ def test_token_request_with_an_empty_body_and_no_content_type(gateway):
 
 def test_users_list_and_revoke_their_tokens(gateway):
     user = sign_up(gateway)
+    basic = (user["username"], user["password"])
     keep = personal_token(gateway, user, "thing")
     drop = personal_token(gateway, user, "flattr")
-    tokens = requests.get(f"{gateway}/rest/v2/user/tokens", headers=bearer(keep)).json()
+    tokens = requests.get(f"{gateway}/rest/v2/user/tokens", auth=basic).json()
     assert [t["scope"] for t in tokens] == ["thing", "flattr"]
     assert all("access_token" not in t for t in tokens)
     dropped = next(t for t in tokens if t["scope"] == "flattr")
-    assert requests.delete(f"{gateway}/rest/v2/user/tokens/{dropped['id']}", headers=bearer(keep)).status_code == 204
+    assert requests.delete(f"{gateway}/rest/v2/user/tokens/{dropped['id']}", auth=basic).status_code == 204
     assert requests.get(f"{gateway}/rest/v2/user", headers=bearer(drop)).status_code == 401
-    assert [t["scope"] for t in requests.get(f"{gateway}/rest/v2/user/tokens", headers=bearer(keep)).json()] == ["thing"]
+    assert requests.get(f"{gateway}/rest/v2/user", headers=bearer(keep)).status_code == 200
+    assert [t["scope"] for t in requests.get(f"{gateway}/rest/v2/user/tokens", auth=basic).json()] == ["thing"]
 
 
 def test_nobody_revokes_someone_elses_token(gateway):
     alice, bob = sign_up(gateway), sign_up(gateway)
     alice_token = personal_token(gateway, alice, "thing")
-    bob_token = personal_token(gateway, bob, "thing")
-    alice_id = requests.get(f"{gateway}/rest/v2/user/tokens", headers=bearer(alice_token)).json()[0]["id"]
-    assert requests.delete(f"{gateway}/rest/v2/user/tokens/{alice_id}", headers=bearer(bob_token)).status_code == 404
+    personal_token(gateway, bob, "thing")
+    alice_id = requests.get(f"{gateway}/rest/v2/user/tokens", auth=(alice["username"], alice["password"])).json()[0]["id"]
+    assert requests.delete(f"{gateway}/rest/v2/user/tokens/{alice_id}", auth=(bob["username"], bob["password"])).status_code == 404
     assert requests.get(f"{gateway}/rest/v2/user", headers=bearer(alice_token)).status_code == 200
 
 

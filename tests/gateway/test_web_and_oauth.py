@@ -1,29 +1,10 @@
 """Sign-up and sign-in pages, CSRF protection, and the OAuth2 authorization-code flow."""
-import re
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from tests.factories import PASSWORD, bearer, unique_username
-
-
-def csrf_token(page: requests.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, page.text
-    return match.group(1)
-
-
-def web_sign_up(base: str) -> tuple[requests.Session, str]:
-    browser = requests.Session()
-    name = unique_username("web")
-    form = browser.get(f"{base}/signup")
-    answer = browser.post(
-        f"{base}/signup",
-        data={"csrf_token": csrf_token(form), "username": name, "email": f"{name}@example.com", "password": PASSWORD},
-        allow_redirects=False,
-    )
-    assert answer.status_code == 302, answer.text
-    return browser, name
+from tests.factories import PASSWORD, bearer
+from tests.web_forms import csrf_token, register_app, web_sign_up
 
 
 def test_sign_up_page_signs_the_visitor_in(gateway):
@@ -68,19 +49,10 @@ def test_sign_in_never_redirects_off_site(gateway):
     assert answer.headers["Location"] == "/"
 
 
-def _register_app(base: str, browser: requests.Session, redirect_uri: str) -> tuple[str, str]:
-    form = browser.get(f"{base}/apps")
-    page = browser.post(f"{base}/apps", data={"csrf_token": csrf_token(form), "name": "Feed reader", "redirect_uri": redirect_uri})
-    assert page.status_code == 201, page.text
-    client_id = re.search(r'id="client_id">([^<]+)<', page.text).group(1)
-    secret = re.search(r'id="client_secret">([^<]+)<', page.text).group(1)
-    return client_id, secret
-
-
 def test_oauth_authorization_code_flow(gateway):
     browser, name = web_sign_up(gateway)
     redirect_uri = "https://reader.example/callback"
-    client_id, secret = _register_app(gateway, browser, redirect_uri)
+    client_id, secret = register_app(gateway, browser, redirect_uri)
 
     query = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": "flattr extendedread", "state": "s123"}
     consent = browser.get(f"{gateway}/oauth/authorize", params=query)
@@ -114,7 +86,7 @@ def test_oauth_authorization_code_flow(gateway):
 def test_oauth_refuses_wrong_secret_and_foreign_redirects(gateway):
     browser, _ = web_sign_up(gateway)
     redirect_uri = "https://reader.example/callback"
-    client_id, secret = _register_app(gateway, browser, redirect_uri)
+    client_id, secret = register_app(gateway, browser, redirect_uri)
     evil = browser.get(
         f"{gateway}/oauth/authorize",
         params={"response_type": "code", "client_id": client_id, "redirect_uri": "https://evil.example/cb", "scope": "flattr"},
@@ -134,7 +106,7 @@ def test_oauth_refuses_wrong_secret_and_foreign_redirects(gateway):
 def test_denied_consent_redirects_with_access_denied(gateway):
     browser, _ = web_sign_up(gateway)
     redirect_uri = "https://reader.example/callback"
-    client_id, _ = _register_app(gateway, browser, redirect_uri)
+    client_id, _ = register_app(gateway, browser, redirect_uri)
     query = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": "flattr", "state": "z"}
     consent = browser.get(f"{gateway}/oauth/authorize", params=query)
     denied = browser.post(f"{gateway}/oauth/authorize", params=query, data={"csrf_token": csrf_token(consent), "confirm": "no"}, allow_redirects=False)

@@ -13,7 +13,6 @@ from sqlalchemy import text
 from services.accounts.service import AccountsService
 from services.common import topology
 from services.common.events import exchange_name
-from tests.factories import eventually
 
 EVENTS = 20000
 THINGS = 50

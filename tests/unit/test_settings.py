@@ -1,7 +1,7 @@
 import pytest
 
 from services.common import settings
-from services.gateway.app import parse_rate_limits
+from services.gateway.rate_limits import parse_rate_limits
 
 
 def test_environment_wins_over_defaults():
@@ -34,10 +34,15 @@ def test_every_declared_setting_is_read_by_the_platform():
 
 def test_rate_limit_setting():
     assert parse_rate_limits("off") is None
-    assert parse_rate_limits("on") == {"token": "5000/hour", "address": "1000/hour", "signup": "100/hour"}
-    assert parse_rate_limits("token=10/minute; signup=2/hour")["token"] == "10/minute"
+    defaults = parse_rate_limits("on")
+    assert (defaults["token"], defaults["address"], defaults["signup"]) == ("5000/hour", "1000/hour", "100/hour")
+    assert (defaults["login"], defaults["oauth"], defaults["admin"]) == ("10/minute", "30/minute", "10/minute")
+    changed = parse_rate_limits("token=10/minute; signup=2/hour;admin=3/hour")
+    assert (changed["token"], changed["signup"], changed["admin"], changed["login"]) == ("10/minute", "2/hour", "3/hour", "10/minute")
     with pytest.raises(ValueError):
         parse_rate_limits("bogus=1/hour")
+    with pytest.raises(ValueError):
+        parse_rate_limits("login=often")
 
 
 def test_readme_settings_table_matches_the_code():

@@ -5,7 +5,6 @@ import hmac
 
 from flask import Blueprint, current_app, jsonify
 
-from services.common import settings
 from services.common.errors import NotFound, UserNotFound
 from services.gateway import rpc
 from services.gateway import params
@@ -19,7 +18,7 @@ admin = Blueprint("admin", __name__, url_prefix="/admin")
 
 @admin.before_request
 def _operators_only():
-    expected = current_app.config.get("FLATTR_ADMIN_TOKEN") or settings.get("FLATTR_ADMIN_TOKEN")
+    expected = current_app.config["FLATTR_ADMIN_TOKEN"]  # checked at start-up (services.gateway.config)
     if not expected:
         raise ApiError(403, "forbidden", "the admin endpoints are disabled: FLATTR_ADMIN_TOKEN is not set")
     given = bearer_token() or ""

@@ -1,15 +1,16 @@
 """The Flattr REST API v2 (``/rest/v2``) and the platform's account endpoints."""
 from __future__ import annotations
 
+import json
 import re
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from services.common.errors import Conflict, NotFound, Unauthorized
+from services.common.errors import Conflict, NotFound
 from services.gateway import rpc
 from services.gateway import params, representations as rep
-from services.gateway.auth import current_caller, require
+from services.gateway.auth import current_caller, password_required, require
 from services.gateway.errors import ApiError
 from services.gateway.rpc import ServiceUnavailable
 
@@ -48,6 +49,18 @@ def _parse_ids(ids: str) -> list[int]:
     if not parts or len(parts) > MAX_IDS or not all(re.fullmatch(r"[0-9]{1,18}", p.strip()) for p in parts):
         raise ApiError(400, "invalid_parameters", f"ids are 1 to {MAX_IDS} comma-separated integers")
     return [int(p) for p in parts]
+
+
+@api.get("")
+def hello_world():
+    """The API's root, as Flattr's answered it: old clients (gPodder) check that the API is
+    reachable by ``"message": "hello_world"`` on the first line of the body."""
+    body = {
+        "message": "hello_world",
+        "description": "Flattr's REST API v2 on a self-hosted platform",
+        "documentation": f"{rep.base_url()}/openapi.json",
+    }
+    return Response(json.dumps(body) + "\n", 200, {"Content-Type": "application/json"})
 
 
 # -- things ------------------------------------------------------------------------------
@@ -212,36 +225,30 @@ def sign_up():
 
 
 @api.post("/user/tokens", strict_slashes=False)
+@password_required
 def create_token():
-    auth = request.authorization
-    if auth is None or auth.type != "basic" or not auth.username or auth.password is None or "\x00" in auth.username + auth.password:
-        raise ApiError(401, "unauthorized", "sign in with HTTP Basic username:password", {"WWW-Authenticate": 'Basic realm="flattr"'})
-    try:
-        user = rpc.call("accounts", "authenticate_password", auth.username, auth.password)
-    except Unauthorized:
-        raise ApiError(401, "unauthorized", "wrong username or password", {"WWW-Authenticate": 'Basic realm="flattr"'}) from None
     data = params.body()
     scope = params.text(data.get("scope"), "scope") or ""
     name = params.text(data.get("name"), "name") or ""  # its length is accounts' to check
-    token = rpc.call("accounts", "create_personal_token", user["id"], scope, name)
+    token = rpc.call("accounts", "create_personal_token", g.password_user["id"], scope, name)
     return jsonify(token), 201
 
 
 @api.get("/user/tokens", strict_slashes=False)
-@require(personal=True)
+@password_required
 def list_tokens():
-    return jsonify(rpc.call("accounts", "list_tokens", current_caller().user_id))
+    return jsonify(rpc.call("accounts", "list_tokens", g.password_user["id"]))
 
 
 @api.delete("/user/tokens/<int:token_id>")
-@require(personal=True)
+@password_required
 def revoke_token(token_id):
-    rpc.call("accounts", "revoke_token", current_caller().user_id, token_id)
+    rpc.call("accounts", "revoke_token", g.password_user["id"], token_id)
     return Response(status=204)
 
 
 @api.put("/user/budget", strict_slashes=False)
-@require(personal=True)
+@require("wallet", personal=True)
 def set_budget():
     data = params.body()
     amount = params.integer(data.get("amount"), "amount")
@@ -250,7 +257,7 @@ def set_budget():
 
 
 @api.get("/user/budget", strict_slashes=False)
-@require(personal=True)
+@require("wallet", personal=True)
 def get_budget():
     return jsonify(rpc.call("accounts", "get_budget", current_caller().user_id))
 

@@ -11,10 +11,9 @@ window that opened it (the button iframe, same origin) and closes itself; the bu
 shows the new count.
 
 Counts for the iframe and the badge come from a short-lived per-process cache
-(``BUTTON_CACHE_SECONDS``, default 3): a hit costs no RPC and serves bytes rendered once, and is
-answered by a small WSGI middleware before Flask builds a request context (``ButtonFastPath``).
-A thing that does not exist is remembered only for a moment (read-your-writes for new things),
-and a click through the flattr window drops the thing's entry at once.
+(``services.gateway.button_cache``) that these views fill; a fresh entry's bytes are served by
+``services.gateway.button_fast_path`` before Flask sees the request. A click through the flattr
+window drops the thing's entry at once.
 
 The REST API answers anonymous cross-origin GETs under ``/rest/v2/things`` (``lookup`` and the
 thing it redirects to) with ``Access-Control-Allow-Origin: *`` so that ``load.js`` can find a
@@ -23,10 +22,7 @@ thing's id from its URL on any site; no credentials are allowed, and nothing els
 from __future__ import annotations
 
 import hashlib
-import math
-import re
-import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, render_template, request, session, url_for
@@ -36,22 +32,19 @@ from services.common import settings
 from services.common.paging import MAX_ID
 from services.common.things import MAX_URL, AutoSubmit, BadAutoSubmit, auto_submit_from_query, auto_submit_from_url, title_from_url
 from services.common.errors import DomainError, NotFound, UserNotFound
-from services.gateway import metrics
 from services.gateway import representations as rep
 from services.gateway import rpc as gateway_rpc
+from services.gateway.button_cache import ButtonCache, Rendered, rendered
+from services.gateway.button_fast_path import BADGE_RULE, FRAME_RULE, ButtonFastPath
 from services.gateway.rpc import ServiceUnavailable
 from services.gateway.views.flattr import ANSWERS
 from services.gateway.views.web import login_required
 
 button = Blueprint("button", __name__)
 
-MISSING_TTL = 0.5  # seconds a "no such thing" is remembered: never long, a new thing must show at once
-MAX_ENTRIES = 50_000
-
 # The iframe's inline script and style are part of the cached page; nothing else may load.
 BUTTON_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors *"
 BADGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *"
-NOT_FRAMEABLE = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'", "Cache-Control": "no-store"}
 
 LOAD_JS = Path(__file__).resolve().parent.parent / "templates" / "button" / "load.js"
 
@@ -69,100 +62,13 @@ RESULTS = {
 }
 
 
-# -- the cache ---------------------------------------------------------------------------------
-
-
-class Entry:
-    """What the button shows for one thing, and the bytes rendered from it (filled on first use,
-    with their WSGI headers, so that a hit is served without rendering anything)."""
-
-    __slots__ = ("expires", "flattrs", "found", "html", "svg", "thing_id", "title", "url")
-
-    def __init__(self, thing_id: int, found: bool, title: str = "", url: str = "", flattrs: int = 0, expires: float = 0.0):
-        self.thing_id, self.found, self.title, self.url = thing_id, found, title, url
-        self.flattrs, self.expires = flattrs, expires
-        self.html: tuple[bytes, list] | None = None
-        self.svg: tuple[bytes, list] | None = None
-
-
-class ButtonCache:
-    """Per-process: thing id -> Entry until it expires. Reads take no lock (a dict read is atomic);
-    writes do. When an entry expires, one thread reloads it while the others keep showing the
-    expired count for those few milliseconds (no burst of RPCs for a popular button). An entry
-    loaded while the thing was invalidated (a click in between) is not stored, so a click's new
-    count is never overwritten by an older read."""
-
-    def __init__(self, ttl: float):
-        self.ttl = max(0.0, ttl)
-        self.cache_control = f"public, max-age={max(1, math.ceil(self.ttl))}"
-        self._entries: dict[int, Entry] = {}
-        self._versions: dict[int, int] = {}
-        self._loading: set[int] = set()
-        self._lock = threading.Lock()
-
-    def get(self, thing_id: int) -> Entry:
-        entry = self._entries.get(thing_id)
-        if entry is not None and entry.expires > time.monotonic():
-            return entry
-        with self._lock:
-            if entry is not None and entry.found and thing_id in self._loading:
-                return entry  # another thread is reloading it right now
-            self._loading.add(thing_id)
-            version = self._versions.get(thing_id, 0)
-        try:
-            fresh = self._load(thing_id)
-        except ServiceUnavailable:
-            if entry is not None and entry.found:
-                return entry  # a stale count beats an error in someone else's page
-            raise
-        finally:
-            with self._lock:
-                self._loading.discard(thing_id)
-        with self._lock:
-            if self._versions.get(thing_id, 0) == version:
-                if len(self._entries) >= MAX_ENTRIES:
-                    self._prune()
-                self._entries[thing_id] = fresh
-        return fresh
-
-    def peek(self, thing_id: int) -> Entry | None:
-        """The entry if it is fresh, without loading anything."""
-        entry = self._entries.get(thing_id)
-        return entry if entry is not None and entry.expires > time.monotonic() else None
-
-    def invalidate(self, thing_id: int) -> None:
-        with self._lock:
-            self._entries.pop(thing_id, None)
-            self._versions[thing_id] = self._versions.get(thing_id, 0) + 1
-            if len(self._versions) >= MAX_ENTRIES:
-                self._versions.clear()  # a load that straddles this clear may store one old count for one TTL
-
-    def _prune(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, e in self._entries.items() if e.expires <= now]:
-            del self._entries[key]
-        if len(self._entries) >= MAX_ENTRIES:
-            self._entries.clear()
-
-    def _load(self, thing_id: int) -> Entry:
-        rpc = current_app.extensions["rpc"]
-        things = rpc.call("accounts", "get_things", [thing_id]) if thing_id <= MAX_ID else []
-        now = time.monotonic()
-        if not things:
-            return Entry(thing_id, False, expires=now + min(self.ttl, MISSING_TTL))
-        thing = things[0]
-        counts = rpc.call("clicks", "counts", [thing_id], None)
-        flattrs = int((counts.get(str(thing_id)) or {}).get("flattrs") or 0)
-        return Entry(thing_id, True, thing["title"], thing["url"], flattrs, expires=now + self.ttl)
-
-
 @button.record_once
 def _install(state):
     app = state.app
     ttl = app.config.get("BUTTON_CACHE_SECONDS")
     if ttl is None:
         ttl = settings.get_float("BUTTON_CACHE_SECONDS")
-    cache = ButtonCache(float(ttl))
+    cache = ButtonCache(float(ttl), app.extensions["rpc"])
     app.extensions["button_cache"] = cache
     app.wsgi_app = ButtonFastPath(app.wsgi_app, cache)
 
@@ -185,54 +91,9 @@ def _allow_cross_origin_thing_reads(response):
 
 # -- the iframe and the badge ------------------------------------------------------------------------
 
-FRAME_RULE, BADGE_RULE = "/button/<int:thing_id>", "/button/<int:thing_id>.svg"
-_BUTTON_PATH = re.compile(r"^/button/([0-9]{1,18})(\.svg)?$")
 
-
-class ButtonFastPath:
-    """WSGI middleware: a GET of a button or badge whose rendered bytes are in the cache and fresh
-    is answered here, without a Flask request context (sessions, CSRF, hooks): the button is the
-    most requested page of the platform. Everything else, misses and expired entries included,
-    goes to Flask, whose views fill the cache. Hits are counted in the same request metrics."""
-
-    def __init__(self, wsgi_app, cache: ButtonCache):
-        self.wsgi_app = wsgi_app
-        self.cache = cache
-        self._requests = {rule: metrics.REQUESTS.labels("GET", rule, "200") for rule in (FRAME_RULE, BADGE_RULE)}
-        self._latency = {rule: metrics.REQUEST_LATENCY.labels("GET", rule) for rule in (FRAME_RULE, BADGE_RULE)}
-
-    def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") == "GET":
-            path = environ.get("PATH_INFO", "")
-            if path.startswith("/button/"):
-                started = time.perf_counter()
-                match = _BUTTON_PATH.match(path)
-                if match:
-                    entry = self.cache.peek(int(match.group(1)))
-                    if entry is not None:
-                        rendered = entry.svg if match.group(2) else entry.html
-                        if rendered is not None:
-                            start_response("200 OK", list(rendered[1]))
-                            rule = BADGE_RULE if match.group(2) else FRAME_RULE
-                            self._requests[rule].inc()
-                            self._latency[rule].observe(time.perf_counter() - started)
-                            return [rendered[0]]
-        return self.wsgi_app(environ, start_response)
-
-
-def _rendered(body: bytes, content_type: str, csp: str, cache_control: str, *extra) -> tuple[bytes, list]:
-    headers = [
-        ("Content-Type", content_type),
-        ("Content-Length", str(len(body))),
-        ("Cache-Control", cache_control),
-        ("Content-Security-Policy", csp),
-        *extra,
-    ]
-    return body, headers
-
-
-def _serve(rendered: tuple[bytes, list]) -> Response:
-    return Response(rendered[0], 200, rendered[1])
+def _serve(page: Rendered) -> Response:
+    return Response(page[0], 200, page[1])
 
 
 def _unavailable_button():
@@ -252,7 +113,7 @@ def button_frame(thing_id):
         return Response(body, 404, {"Cache-Control": "no-store", "Content-Security-Policy": BUTTON_CSP})
     if entry.html is None:
         body = render_template("button/button.html", entry=entry).encode()
-        entry.html = _rendered(body, "text/html; charset=utf-8", BUTTON_CSP, cache.cache_control)
+        entry.html = rendered(body, "text/html; charset=utf-8", BUTTON_CSP, cache.cache_control)
     return _serve(entry.html)
 
 
@@ -287,7 +148,7 @@ def button_badge(thing_id):
         return Response(svg, 404, headers)
     if entry.svg is None:
         body = badge_svg("flattr", str(entry.flattrs), f"{entry.title}: {entry.flattrs} flattrs")
-        entry.svg = _rendered(body, "image/svg+xml", BADGE_CSP, cache.cache_control, ("X-Content-Type-Options", "nosniff"))
+        entry.svg = rendered(body, "image/svg+xml", BADGE_CSP, cache.cache_control, ("X-Content-Type-Options", "nosniff"))
     return _serve(entry.svg)
 
 
@@ -315,10 +176,10 @@ def load_js():
 
 
 @button.after_request
-def _first_party_pages_cannot_be_framed(response):
+def _first_party_pages_are_not_cached(response):
+    # their framing is refused like every page's (services.gateway.security_headers)
     if request.endpoint in ("button.flattr_window", "button.flattr_auto", "button.auto_submit"):
-        for name, value in NOT_FRAMEABLE.items():
-            response.headers[name] = value
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -420,22 +281,31 @@ def _auto_preview(auto: AutoSubmit) -> dict:
     return {"registered": False, "thing": preview, "owner": owner["username"]}
 
 
+def _auto_submit_page(auto: AutoSubmit, answer: Callable[[], Response | str]):
+    """``answer()``, or the page that says why it could not be given: the link's user is unknown
+    (also when the thing cannot be made for it), the link is refused, or a service is away."""
+    try:
+        return answer()
+    except (UserNotFound, NotFound):
+        return _page_error(404, "No such user", f"{auto.username} is not a user of this platform.")
+    except DomainError as exc:
+        return _page_error(exc.status if 400 <= exc.status < 500 else 400, "Not a valid auto-submit link", exc.description)
+    except ServiceUnavailable:
+        return _unavailable_page()
+
+
 @button.get("/submit/auto")
 def auto_submit():
     try:
         auto = auto_submit_from_query(request.args)
     except BadAutoSubmit as exc:
         return _page_error(400, "Not a valid auto-submit link", str(exc))
-    try:
-        view = _auto_preview(auto)
-    except UserNotFound:
-        return _page_error(404, "No such user", f"{auto.username} is not a user of this platform.")
-    except DomainError as exc:
-        return _page_error(exc.status if 400 <= exc.status < 500 else 400, "Not a valid auto-submit link", exc.description)
-    except ServiceUnavailable:
-        return _unavailable_page()
-    auto_url = _auto_submit_url(auto)
-    return render_template("button/auto_submit.html", flattr_url=url_for("button.flattr_auto", url=auto_url), **view)
+
+    def preview():
+        flattr_url = url_for("button.flattr_auto", url=_auto_submit_url(auto))
+        return render_template("button/auto_submit.html", flattr_url=flattr_url, **_auto_preview(auto))
+
+    return _auto_submit_page(auto, preview)
 
 
 @button.route("/flattr/auto", methods=["GET", "POST"])
@@ -447,18 +317,10 @@ def flattr_auto():
         auto_url, auto = _auto_from_url(request.values.get("url"))
     except BadAutoSubmit as exc:
         return _page_error(400, "Not a valid auto-submit link", str(exc))
-    try:
+
+    def answer():
         if request.method == "POST":
-            try:
-                found = gateway_rpc.call("accounts", "thing_for_url", auto_url)
-            except NotFound:
-                return _page_error(404, "No such user", f"{auto.username} is not a user of this platform.")
-            return _result_page(_click(found["id"]))
-        view = _auto_preview(auto)
-    except UserNotFound:
-        return _page_error(404, "No such user", f"{auto.username} is not a user of this platform.")
-    except DomainError as exc:
-        return _page_error(exc.status if 400 <= exc.status < 500 else 400, "Not a valid auto-submit link", exc.description)
-    except ServiceUnavailable:
-        return _unavailable_page()
-    return render_template("button/confirm_auto.html", auto_url=auto_url, action=url_for("button.flattr_auto"), **view)
+            return _result_page(_click(gateway_rpc.call("accounts", "thing_for_url", auto_url)["id"]))
+        return render_template("button/confirm_auto.html", auto_url=auto_url, action=url_for("button.flattr_auto"), **_auto_preview(auto))
+
+    return _auto_submit_page(auto, answer)

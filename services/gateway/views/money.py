@@ -1,4 +1,7 @@
-"""The platform's money endpoints: wallet, deposits, revenue, payouts, statements. Personal tokens only."""
+"""The platform's money endpoints: wallet, deposits, revenue, payouts, statements.
+
+Personal tokens only, with the ``wallet`` scope (what a reader pays with) or the ``payout`` scope
+(what a creator earned); a statement shows both sides, so either scope reads it."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
@@ -13,16 +16,19 @@ from services.gateway.representations import api_url
 money = Blueprint("money", __name__, url_prefix="/rest/v2")
 
 
-
-def _amount_and_key() -> tuple[int, str]:
+def _idempotent_request(method: str, made: str, created_status: int):
+    """A deposit or a payout request (``settlement.<method>``, answering ``{made: ..., "created"}``):
+    ``amount`` and ``idempotency_key`` in; the same key again answers what the first request made
+    (200) and makes nothing new."""
     data = params.body()
     amount = params.integer(data.get("amount"), "amount")
     key = params.text(data.get("idempotency_key"), "idempotency_key", required=True)
-    return amount, key
+    result = rpc.call("settlement", method, current_caller().user_id, amount, key)
+    return jsonify(result[made]), created_status if result["created"] else 200
 
 
 @money.get("/user/wallet", strict_slashes=False)
-@require(personal=True)
+@require("wallet", personal=True)
 def wallet():
     answer = rpc.call("settlement", "wallet", current_caller().user_id)
     answer["period"] = rpc.call("clicks", "open_period")
@@ -30,35 +36,31 @@ def wallet():
 
 
 @money.post("/user/deposits", strict_slashes=False)
-@require(personal=True)
+@require("wallet", personal=True)
 def deposit():
-    amount, key = _amount_and_key()
-    result = rpc.call("settlement", "deposit", current_caller().user_id, amount, key)
-    return jsonify(result["deposit"]), 201 if result["created"] else 200
+    return _idempotent_request("deposit", "deposit", 201)
 
 
 @money.get("/user/revenue", strict_slashes=False)
-@require(personal=True)
+@require("payout", personal=True)
 def revenue():
     return jsonify(rpc.call("settlement", "revenue", current_caller().user_id))
 
 
 @money.post("/user/payouts", strict_slashes=False)
-@require(personal=True)
+@require("payout", personal=True)
 def request_payout():
-    amount, key = _amount_and_key()
-    result = rpc.call("settlement", "request_payout", current_caller().user_id, amount, key)
-    return jsonify(result["payout"]), 202 if result["created"] else 200
+    return _idempotent_request("request_payout", "payout", 202)
 
 
 @money.get("/user/payouts", strict_slashes=False)
-@require(personal=True)
+@require("payout", personal=True)
 def payouts():
     return jsonify(rpc.call("settlement", "payouts", current_caller().user_id))
 
 
 @money.get("/user/payouts/<int:payout_id>")
-@require(personal=True)
+@require("payout", personal=True)
 def payout(payout_id):
     return jsonify(rpc.call("settlement", "payout", current_caller().user_id, payout_id))
 
@@ -71,7 +73,7 @@ def period_id(value: str) -> str:
 
 
 @money.get("/user/statements/<period>")
-@require(personal=True)
+@require(personal=True, any_of=("wallet", "payout"))
 def statement(period):
     """Where the caller's money went in a settled period, per thing with the fee, and what the
     caller's things earned in it; the figures are the ledger's, to the cent."""

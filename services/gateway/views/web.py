@@ -12,7 +12,9 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from services.common.errors import DomainError, Unauthorized
 from services.gateway import rpc
-from services.gateway.oauth import User
+from services.gateway.auth import check_password
+from services.gateway.oauth import User, requested_scopes
+from services.gateway.password_throttle import TooManyAttempts
 from services.gateway.views.pages.formatting import SCOPE_TEXT
 
 web = Blueprint("web", __name__)
@@ -68,9 +70,13 @@ def login():
     if request.method == "GET":
         return render_template("login.html", form={}, next=next_url)
     try:
-        user = rpc.call("accounts", "authenticate_password", request.form.get("username", ""), request.form.get("password", ""))
+        user = check_password(request.form.get("username", ""), request.form.get("password", ""))
     except Unauthorized:
         return render_template("login.html", form=request.form, next=next_url, error="Wrong username or password."), 401
+    except TooManyAttempts as exc:
+        error = f"Too many sign-in attempts for this account. Try again in {exc.retry_after} seconds."
+        page = render_template("login.html", form=request.form, next=next_url, error=error)
+        return page, 429, {"Retry-After": str(exc.retry_after)}
     _sign_in(user)
     return redirect(safe_next(next_url))
 
@@ -87,7 +93,10 @@ def apps():
     created, error, status = None, None, 200
     if request.method == "POST":
         try:
-            created = rpc.call("accounts", "register_client", session["user_id"], request.form.get("name", ""), request.form.get("redirect_uri", ""))
+            # an app that cannot keep a secret (mobile, desktop) gets none, and must use PKCE
+            confidential = request.form.get("public") != "yes"
+            form = request.form
+            created = rpc.call("accounts", "register_client", session["user_id"], form.get("name", ""), form.get("redirect_uri", ""), confidential)
             status = 201
         except DomainError as exc:
             error, status = exc.description, 400
@@ -107,8 +116,10 @@ def authorize():
             grant = server.get_consent_grant(end_user=user)
         except OAuth2Error as error:
             return render_template("base.html", error=f"{error.error}: {error.description or 'invalid request'}"), 400
-        scopes = (grant.request.scope or "").split()
-        return render_template("authorize.html", client_name=grant.client.name, scopes=scopes, scope_text=SCOPE_TEXT)
+        scopes = requested_scopes(grant.request.scope)
+        # old desktop clients registered plain http addresses: the code travels unencrypted
+        warning = grant.client.plain_http and f"{grant.client.name} receives your authorization over plain http ({grant.client.redirect_uri}), which others on the network can read."
+        return render_template("authorize.html", client_name=grant.client.name, scopes=scopes, scope_text=SCOPE_TEXT, warning=warning)
     if request.form.get("confirm") != "yes":
         return server.create_authorization_response(grant_user=None)
     return server.create_authorization_response(grant_user=user)
