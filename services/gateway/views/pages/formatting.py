@@ -38,6 +38,8 @@ SCOPE_TEXT = {
     "thing": "register, change and delete your things, and claim them",
     "email": "see your email address",
     "extendedread": "see your private profile fields and hidden things",
+    "wallet": "set your budget, see your wallet and fund it (personal tokens only)",
+    "payout": "see your revenue and request payouts (personal tokens only)",
 }
 
 FILTERS = {"money": money, "money_data": money_data, "day": day, "moment": moment, "iso": iso}
