@@ -145,6 +145,14 @@ class _Instance:
         if self.running:
             self.wait_ready(timeout)
             return self
+        began = self.launch()
+        self.wait_ready(timeout)
+        self.start_seconds.append(time.monotonic() - began)
+        return self
+
+    def launch(self) -> float:
+        """Start the server process without waiting for it to be ready (``wait_ready``), so that
+        several can boot at once; the monotonic time it was launched."""
         began = time.monotonic()
         self._prepare()
         argv, popen_kwargs = self._command()
@@ -158,9 +166,7 @@ class _Instance:
             start_new_session=True,  # own process group: signals reach the server and its children only
             **popen_kwargs,
         )
-        self.wait_ready(timeout)
-        self.start_seconds.append(time.monotonic() - began)
-        return self
+        return began
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

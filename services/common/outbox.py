@@ -13,7 +13,7 @@ import logging
 import threading
 
 import eventlet
-from kombu import Connection, Exchange, Producer
+from kombu import Exchange, Producer
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
     BigInteger,
@@ -28,11 +28,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from services.common import settings
+from services.common import broker, settings
 from services.common.db import engine_for
 from services.common.events import ENVELOPE_VERSION, envelope, exchange_name
 
 log = logging.getLogger(__name__)
+
+# how long the relay waits for the broker to confirm a publish (a quorum queue confirms once a
+# majority of its nodes has the message: milliseconds when the cluster is well)
+CONFIRM_SECONDS = 10.0
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -89,7 +93,8 @@ class OutboxRelay:
 
     def _producer(self) -> Producer:
         if self._connection is None:
-            self._connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
+            # any node of a cluster; one that failed this relay lately is tried last
+            self._connection = broker.kombu_connection(self.amqp_uri, confirm_publish=True)
         channel = self._connection.default_channel
         self.exchange.declare(channel=channel)
         return Producer(channel, exchange=self.exchange, serializer="json")
@@ -116,8 +121,12 @@ class OutboxRelay:
             try:
                 producer = self._producer()
                 for row in rows:
-                    producer.publish(row.body, routing_key=row.event_type, delivery_mode=2)
+                    # a node that stops answering (frozen, cut off) would keep the confirm, and
+                    # these rows locked, for ever: the batch is published again, elsewhere
+                    producer.publish(row.body, routing_key=row.event_type, delivery_mode=2, confirm_timeout=CONFIRM_SECONDS)
             except Exception:
+                if self._connection is not None:
+                    broker.node_lost(self._connection, self.amqp_uri)
                 self.close()
                 raise
             conn.execute(
