@@ -15,8 +15,10 @@ touched. As with the single private node, everything is removed by ``cleanup()``
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 import secrets
 import time
 import uuid
@@ -154,12 +156,50 @@ class RabbitCluster:
                 counts[queue["leader"]] += 1
         return counts
 
+    def partitioned(self) -> bool:
+        """Whether a running node reports a network partition (nodes that each took the other
+        for down, and disagree about what happened meanwhile)."""
+        for node in self.nodes:
+            if node.running and not node.frozen:
+                with contextlib.suppress(InstanceError, ValueError):
+                    status = json.loads(node.ctl("cluster_status", "--formatter", "json"))
+                    if status.get("partitions"):
+                        return True
+        return False
+
+    def heal(self, node: ClusterNode, timeout: float = 120.0) -> bool:
+        """After ``node`` comes back from a freeze or a cut: if the cluster reports a partition,
+        restart ``node`` (what an operator, or the liveness probe of a RabbitMQ pod, does: it
+        rejoins the majority with the majority's view); then wait until every node runs in one
+        cluster. True if a restart was needed."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.partitioned():
+                node.stop()
+                node.start(timeout)
+                self.wait_clustered(timeout)
+                return True
+            with contextlib.suppress(InstanceError):
+                if self.running_nodes() == {n.nodename for n in self.nodes}:
+                    return False
+            time.sleep(0.5)
+        self.wait_clustered(timeout)
+        return False
+
     def start_stopped(self, timeout: float = 120.0) -> None:
         """Start again every node that is not running (on its data: it rejoins the cluster)."""
         for node in self.nodes:
             if not node.running:
                 node.start(timeout)
         self.wait_clustered(timeout)
+
+    def save_logs(self, folder: str) -> None:
+        """Copy every node's logs into ``folder`` (before ``cleanup`` removes them)."""
+        os.makedirs(folder, exist_ok=True)
+        for node in self.nodes:
+            for path in [node.log_path, *glob.glob(os.path.join(node.base, "log", "*.log"))]:
+                with contextlib.suppress(OSError):
+                    shutil.copy(path, os.path.join(folder, f"{node.nodename.split('@')[0]}-{os.path.basename(path)}"))
 
     def cleanup(self) -> None:
         """Kill every node (its data is thrown away: no need for a clean stop) and remove the folders."""

@@ -386,6 +386,7 @@ def main():
     if sys.argv[1:] == ["--check"]:
         return 0 if healthy() else 1
     logs.configure("click-worker")
+    broker.fail_over_quickly()
     worker = ClickWorker(
         settings.get("AMQP_URI"),
         settings.get("CLICKS_DATABASE_URL"),

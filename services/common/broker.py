@@ -42,6 +42,9 @@ CLASSIC = "classic"
 QUORUM = "quorum"
 QUEUE_TYPES = (CLASSIC, QUORUM)
 
+# how long a publisher waits for the broker to confirm a message before it takes another node (a
+# quorum queue confirms once a majority of its nodes has the message: milliseconds when well)
+CONFIRM_SECONDS = 5.0
 # seconds a node that failed a connection is tried after the others
 SUSPECT_SECONDS = 30.0
 # where in the list of nodes this process starts (forked children, the gateway's, choose anew)
@@ -123,12 +126,13 @@ def _host_port(url: str) -> tuple[str | None, int]:
 def node_lost(conn, amqp_uri: str | None = None) -> None:
     """Note that the node of ``conn`` failed this process (a connection lost, a publish not
     confirmed in time): it is tried last for a while by ``connect``, ``kombu_connection`` and
-    ``ordered_uri``. ``conn`` is one ``connect`` made, or a kombu connection made from
-    ``amqp_uri``."""
+    ``ordered_uri``. ``conn`` is one ``connect`` made, or a kombu connection (made from
+    ``amqp_uri``, or from a failover list it keeps)."""
     url = getattr(conn, "node_url", None)
-    if url is None and amqp_uri is not None:
+    candidates = node_urls(amqp_uri) if amqp_uri is not None else [u for u in getattr(conn, "alt", None) or [] if isinstance(u, str)]
+    if url is None and candidates:
         here = (getattr(conn, "hostname", None), getattr(conn, "port", None) or 5672)
-        url = next((u for u in node_urls(amqp_uri) if _host_port(u) == here), None)
+        url = next((u for u in candidates if _host_port(u) == here), None)
     if url is not None:
         _suspects.mark(url)
 
@@ -175,6 +179,50 @@ def connect(amqp_uri: str, *, heartbeat: int | None = None, connect_timeout: flo
         conn.node_url = url
         return conn
     raise ConnectionError("no broker node answered: " + "; ".join(errors))
+
+
+def fail_over_quickly() -> None:
+    """Process-wide changes to nameko and kombu, made once by every process at its start, so that
+    a node that stops answering without closing its connections (frozen, or cut off the network:
+    its sockets stay open) is left within seconds, not when it comes back:
+
+    - every publish nameko makes (RPC requests, RPC replies) waits at most ``CONFIRM_SECONDS`` for
+      the broker's confirm (nameko waits for ever, and its publishing connections, kombu's pool,
+      have no heartbeats); past that kombu takes the next node and publishes again (at least
+      once, as everywhere here: a request whose caller gave up is dropped by ``DeadlineRpc``, a
+      reply is matched by its id);
+    - a consumer connection whose node missed two heartbeats is closed on our side at once
+      (kombu's consumer loop would cancel its consumers and close its channel politely first,
+      waiting for answers that never come);
+    - nameko's consumers reconnect through ``ordered_uri``: the node that failed them is tried
+      last, not first (a frozen node accepts the TCP connection and keeps the handshake waiting
+      its whole connect timeout)."""
+    from kombu import Connection
+    from nameko.amqp.publish import Publisher
+    from nameko.constants import AMQP_URI_CONFIG_KEY
+    from nameko.messaging import QueueConsumer
+
+    if getattr(Publisher.publish, "fails_over", False):
+        return
+    nameko_publish = Publisher.publish
+    kombu_heartbeat_check = Connection.heartbeat_check
+
+    def publish(self, payload, **kwargs):
+        kwargs.setdefault("confirm_timeout", CONFIRM_SECONDS)
+        return nameko_publish(self, payload, **kwargs)
+
+    def heartbeat_check(self, rate=2):
+        try:
+            return kombu_heartbeat_check(self, rate)
+        except Exception:
+            node_lost(self)
+            self.collect()
+            raise
+
+    publish.fails_over = True
+    Publisher.publish = publish
+    Connection.heartbeat_check = heartbeat_check
+    QueueConsumer.amqp_uri = property(lambda self: ordered_uri(self.container.config[AMQP_URI_CONFIG_KEY]))
 
 
 def keep_alive(conn: amqp.Connection) -> None:

@@ -34,10 +34,6 @@ from services.common.events import ENVELOPE_VERSION, envelope, exchange_name
 
 log = logging.getLogger(__name__)
 
-# how long the relay waits for the broker to confirm a publish (a quorum queue confirms once a
-# majority of its nodes has the message: milliseconds when the cluster is well)
-CONFIRM_SECONDS = 10.0
-
 
 def outbox_table(metadata: MetaData) -> Table:
     return Table(
@@ -123,7 +119,7 @@ class OutboxRelay:
                 for row in rows:
                     # a node that stops answering (frozen, cut off) would keep the confirm, and
                     # these rows locked, for ever: the batch is published again, elsewhere
-                    producer.publish(row.body, routing_key=row.event_type, delivery_mode=2, confirm_timeout=CONFIRM_SECONDS)
+                    producer.publish(row.body, routing_key=row.event_type, delivery_mode=2, confirm_timeout=broker.CONFIRM_SECONDS)
             except Exception:
                 if self._connection is not None:
                     broker.node_lost(self._connection, self.amqp_uri)

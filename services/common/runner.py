@@ -115,6 +115,7 @@ def main(service: str, service_classes: list, schema: str | None = None) -> None
 
     shutdown.stop_consumers_promptly()
     service_reply_queues_of_the_configured_type()
+    broker.fail_over_quickly()
     signals = shutdown.StopSignals()
     runner.start()
     log.info("%s running", ", ".join(c.name for c in service_classes))

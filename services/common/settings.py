@@ -32,7 +32,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "BROKER_HEARTBEAT",
-        "10",
+        "5",
         "seconds between AMQP heartbeats; a broker node silent for two of them (frozen, cut off) is left for another",
     ),
     Setting("ACCOUNTS_DATABASE_URL", _LOCAL_PG, "accounts service database (schema `accounts`)"),

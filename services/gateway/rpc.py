@@ -40,6 +40,7 @@ class RpcPool:
     def __init__(self, amqp_uri: str, size: int = 8, timeout: float = 10.0):
         self.amqp_uri = amqp_uri
         self.config = {"AMQP_URI": amqp_uri, "serializer": "json"}
+        broker.fail_over_quickly()
         self.size = size
         self.timeout = timeout
         self._idle: queue.LifoQueue = queue.LifoQueue()
