@@ -14,16 +14,20 @@ touched. As with the single private node, everything is removed by ``cleanup()``
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import json
 import os
-import shutil
+import re
 import secrets
+import shutil
+import signal
+import subprocess
 import time
 import uuid
 
-from testsupport.instances import InstanceError, PrivateRabbit
+from testsupport.instances import RABBITMQ_SBIN, InstanceError, PrivateRabbit
 
 COOKIE_FILE = ".erlang.cookie"
 
@@ -38,7 +42,7 @@ class ClusterNode(PrivateRabbit):
         self.net_ticktime = net_ticktime
         self.peers: list[str] = []
 
-    frozen = False
+    frozen = False  # SIGSTOPped, or cut off the network: its rabbitmqctl would not answer
 
     def env(self) -> dict:
         env = super().env()
@@ -54,14 +58,18 @@ class ClusterNode(PrivateRabbit):
         super().thaw()
         self.frozen = False
 
+    def _extra_config(self) -> list[str]:
+        return []
+
     def _prepare(self) -> None:
         lines = [
-            f"listeners.tcp.1 = 127.0.0.1:{self.port}",
+            f"listeners.tcp.1 = {self.host}:{self.port}",
             "log.console = false",
             "log.file.level = info",
             "cluster_partition_handling = pause_minority",
             "cluster_formation.peer_discovery_backend = classic_config",
             *(f"cluster_formation.classic_config.nodes.{i} = {peer}" for i, peer in enumerate(self.peers, 1)),
+            *self._extra_config(),
         ]
         with open(os.path.join(self.base, "rabbitmq.conf"), "w") as fh:
             fh.write("\n".join(lines) + "\n")
@@ -80,11 +88,14 @@ class RabbitCluster:
     frozen and started again like any ``PrivateRabbit``."""
 
     def __init__(self, size: int = 3, net_ticktime: int = 60) -> None:
-        name = uuid.uuid4().hex[:6]
+        self.tag = uuid.uuid4().hex[:6]
         cookie = secrets.token_hex(20).upper()
-        self.nodes = [ClusterNode(f"rabbit-cluster-{name}-{i}@localhost", cookie, net_ticktime) for i in range(1, size + 1)]
+        self.nodes = [self._node(i, cookie, net_ticktime) for i in range(1, size + 1)]
         for node in self.nodes:
             node.peers = [n.nodename for n in self.nodes]
+
+    def _node(self, number: int, cookie: str, net_ticktime: int) -> ClusterNode:
+        return ClusterNode(f"rabbit-cluster-{self.tag}-{number}@localhost", cookie, net_ticktime)
 
     @property
     def amqp_uri(self) -> str:
@@ -97,14 +108,22 @@ class RabbitCluster:
         """Boot the first node, then the others together (they join it), and wait until every
         node runs in one cluster. (Booting all three at once works too, but waits on peer
         discovery's lock: slower.)"""
+        self.launch(timeout)
+        self.wait_started(timeout)
+        return self
+
+    def launch(self, timeout: float = 120.0) -> None:
+        """The first half of ``start``: the first node is up and the others are booting (the
+        caller may start something else meanwhile, then ``wait_started``)."""
         first, *others = self.nodes
         first.start(timeout)
-        launched = [(node, node.launch()) for node in others]
-        for node, began in launched:
+        self._launched = [(node, node.launch()) for node in others]
+
+    def wait_started(self, timeout: float = 120.0) -> None:
+        for node, began in self._launched:
             node.wait_ready(timeout)
             node.start_seconds.append(time.monotonic() - began)
         self.wait_clustered(timeout)
-        return self
 
     def running_nodes(self, asking: ClusterNode | None = None) -> set[str]:
         node = asking or self.any_running()
@@ -214,3 +233,143 @@ class RabbitCluster:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+class NamespacedNode(ClusterNode):
+    """A cluster node in a network namespace of its own, reached at ``host`` over a bridge, so a
+    test can cut it off the network (its link down) and heal it. Node names are long
+    (``rabbit-XXXX-N@10.A.B.N``): each namespace has its own loopback, epmd and address."""
+
+    def __init__(self, nodename: str, cookie: str, net_ticktime: int, netns: str, host: str) -> None:
+        super().__init__(nodename, cookie, net_ticktime)
+        self.netns = netns
+        self.host = host
+
+    def env(self) -> dict:
+        env = super().env()
+        env["RABBITMQ_USE_LONGNAME"] = "true"
+        env["ERL_EPMD_ADDRESS"] = f"127.0.0.1,{self.host}"  # the epmd this node starts in its namespace
+        return env
+
+    def _extra_config(self) -> list[str]:
+        return ["loopback_users = none"]  # clients come from the bridge, not from the node's loopback
+
+    def _command(self):
+        argv, kwargs = super()._command()
+        return ["ip", "netns", "exec", self.netns, *argv], kwargs
+
+    def _ctl_argv(self, tool: str, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, os.path.join(RABBITMQ_SBIN, tool), "-n", self.nodename, "--longnames", *args]
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise InstanceError(f"ip {' '.join(args)} failed: {result.stderr}")
+
+
+def namespaces_work() -> bool:
+    """Whether this process may make network namespaces (root, ``ip netns``)."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        return False
+    probe = f"flattr-probe-{uuid.uuid4().hex[:6]}"
+    try:
+        _ip("netns", "add", probe)
+    except InstanceError:
+        return False
+    _ip("netns", "del", probe)
+    return True
+
+
+class NamespacedRabbitCluster(RabbitCluster):
+    """``RabbitCluster`` with each node in a network namespace of its own, all on one bridge
+    (``flb<tag>``, 10.A.B.254/24 on this side) through a veth pair each: ``cut(node)`` takes its
+    link down, so the node and its clients stop hearing each other without any connection being
+    closed; ``reconnect(node)`` brings it back. Everything is removed by ``cleanup``."""
+
+    def __init__(self, size: int = 3, net_ticktime: int = 60) -> None:
+        _sweep_stale_networks()
+        self.subnet = _free_subnet()
+        self.bridge = None
+        self._namespaces: list[str] = []
+        super().__init__(size, net_ticktime)
+        atexit.register(self._remove_network)
+        try:
+            self.bridge = f"flb{self.tag}"
+            _ip("link", "add", self.bridge, "type", "bridge")
+            _ip("addr", "add", f"{self.subnet}.254/24", "dev", self.bridge)
+            _ip("link", "set", self.bridge, "up")
+            for node in self.nodes:
+                number = node.host.rsplit(".", 1)[1]
+                outside, inside = self._veth(node), f"flp{self.tag}{number}"
+                _ip("netns", "add", node.netns)
+                self._namespaces.append(node.netns)
+                _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+                _ip("link", "set", inside, "netns", node.netns)
+                _ip("link", "set", outside, "master", self.bridge)
+                _ip("link", "set", outside, "up")
+                _ip("netns", "exec", node.netns, "ip", "addr", "add", f"{node.host}/24", "dev", inside)
+                _ip("netns", "exec", node.netns, "ip", "link", "set", inside, "up")
+                _ip("netns", "exec", node.netns, "ip", "link", "set", "lo", "up")
+        except Exception:
+            self.cleanup()
+            raise
+
+    def _node(self, number: int, cookie: str, net_ticktime: int) -> ClusterNode:
+        host = f"{self.subnet}.{number}"
+        return NamespacedNode(f"rabbit-{self.tag}-{number}@{host}", cookie, net_ticktime, f"flattr-{self.tag}-{number}", host)
+
+    def _veth(self, node: NamespacedNode) -> str:
+        return f"flv{self.tag}{node.host.rsplit('.', 1)[1]}"
+
+    def cut(self, node: NamespacedNode) -> None:
+        _ip("link", "set", self._veth(node), "down")
+        node.frozen = True
+
+    def reconnect(self, node: NamespacedNode) -> None:
+        _ip("link", "set", self._veth(node), "up")
+        node.frozen = False
+
+    def _remove_network(self) -> None:
+        for netns in self._namespaces:
+            # the node's epmd, and anything else it started, live in the namespace
+            pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        self._namespaces = []
+        if self.bridge:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            self.bridge = None
+
+    def cleanup(self) -> None:
+        try:
+            super().cleanup()
+        finally:
+            self._remove_network()
+
+
+def _free_subnet() -> str:
+    """A 10.A.B.0/24 that no interface of this machine uses."""
+    taken = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    rng = secrets.SystemRandom()
+    while True:
+        subnet = f"10.{rng.randrange(200, 250)}.{rng.randrange(1, 250)}"
+        if f" {subnet}." not in taken:
+            return subnet
+
+
+def _sweep_stale_networks() -> None:
+    """Remove the namespaces and bridges left by a test process killed before its clean-up: a
+    namespace of ours with no process left in it (its node was killed with its test process, see
+    ``testsupport.instances.sweep_orphans``), then a bridge of ours with nothing attached."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
+    for netns in (line.split()[0] for line in listed if line.strip()):
+        if re.fullmatch(r"flattr-[0-9a-f]{6}-\d+", netns):
+            if not subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.strip():
+                subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    links = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
+    for bridge in re.findall(r"^\d+: (flb[0-9a-f]{6}):", links, re.M):
+        if not subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True).stdout.strip():
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)

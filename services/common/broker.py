@@ -45,8 +45,10 @@ QUEUE_TYPES = (CLASSIC, QUORUM)
 # how long a publisher waits for the broker to confirm a message before it takes another node (a
 # quorum queue confirms once a majority of its nodes has the message: milliseconds when well)
 CONFIRM_SECONDS = 5.0
+# how long a publisher that lost its connection tries the nodes in turn before it gives up
+FAILOVER_SECONDS = 20.0
 # seconds a node that failed a connection is tried after the others
-SUSPECT_SECONDS = 30.0
+SUSPECT_SECONDS = 60.0
 # where in the list of nodes this process starts (forked children, the gateway's, choose anew)
 _ROTATION = random.SystemRandom().randrange(1 << 30)
 
@@ -191,6 +193,10 @@ def fail_over_quickly() -> None:
       have no heartbeats); past that kombu takes the next node and publishes again (at least
       once, as everywhere here: a request whose caller gave up is dropped by ``DeadlineRpc``, a
       reply is matched by its id);
+    - a publisher that must connect anew tries the nodes in turn for up to ``FAILOVER_SECONDS``
+      (kombu gives all of them together one connect timeout: a first node that does not answer
+      used up the time, the publish failed, and a reply that cannot be sent kills nameko's
+      container);
     - a consumer connection whose node missed two heartbeats is closed on our side at once
       (kombu's consumer loop would cancel its consumers and close its channel politely first,
       waiting for answers that never come);
@@ -221,6 +227,7 @@ def fail_over_quickly() -> None:
 
     publish.fails_over = True
     Publisher.publish = publish
+    Publisher.transport_options["connect_retries_timeout"] = FAILOVER_SECONDS
     Connection.heartbeat_check = heartbeat_check
     QueueConsumer.amqp_uri = property(lambda self: ordered_uri(self.container.config[AMQP_URI_CONFIG_KEY]))
 
