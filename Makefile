@@ -32,7 +32,7 @@ test: install
 # The platform on a private three-node RabbitMQ cluster with quorum queues (tests/faults/test_cluster.py):
 # a node crashed, a node frozen (SIGSTOP), each with a minute of traffic; make test runs the crash only, shorter.
 test-cluster: install
-	CLUSTER_TEST=full $(PY) -m pytest tests/faults/test_cluster.py -p no:xdist -s $(PYTEST_ARGS)
+	CLUSTER_TEST=full $(PY) -m pytest tests/faults/test_cluster.py -s $(PYTEST_ARGS)
 
 # Benchmarks: each starts what it needs in a private database and virtual host, prints its
 # figures and ends with a line starting ratio=.

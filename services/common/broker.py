@@ -10,12 +10,13 @@ failed them last.
 
 ``BROKER_QUEUE_TYPE`` is ``classic`` or ``quorum``. With ``quorum`` the queues whose messages
 must survive the loss of a node (every event queue, the RPC request queues ``rpc-<service>``,
-the click requests and the dead-letter queue) are quorum queues: replicated to a majority of
-the cluster's nodes before the broker confirms a publish, and led by another node within
-seconds when theirs goes. Queues that belong to one connection (RPC and click reply queues, the
-gateway's revocation listener) stay classic and exclusive or transient: quorum queues can be
-neither, and what they carry is worthless once their connection is gone. Quorum queues refuse a
-global QoS; every consumer here sets its prefetch per consumer.
+the services' own RPC reply queues, the click requests and the dead-letter queue) are quorum
+queues: replicated to a majority of the cluster's nodes before the broker confirms a publish,
+and led by another node within seconds when theirs goes. Queues that belong to one connection
+of the gateway or a click worker (their RPC and click reply queues, the revocation listener's)
+stay classic, exclusive or expiring: quorum queues can be neither, and a caller that loses its
+reply answers 503 at its deadline. Quorum queues refuse a global QoS; every consumer here sets
+its prefetch per consumer.
 
 A queue keeps the type it was declared with. Declaring it again with another type fails
 (``PRECONDITION_FAILED - inequivalent arg 'x-queue-type'``), so switching a running platform is
@@ -23,7 +24,6 @@ an operator's step: see the README ("Broker: a cluster and quorum queues").
 """
 from __future__ import annotations
 
-import logging
 import os
 import random
 import select
@@ -35,8 +35,6 @@ import amqp
 import kombu
 
 from services.common import settings
-
-log = logging.getLogger(__name__)
 
 CLASSIC = "classic"
 QUORUM = "quorum"

@@ -77,7 +77,7 @@ def test_subscriptions_name_every_event_handler_of_every_service(monkeypatch):
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 def test_each_handler_consumes_the_queue_the_topology_declares(queue_type, monkeypatch):
-    for name, cls in platform_classes().items():
+    for name, cls in service_classes().items():
         for entrypoint in entrypoints(cls, queue_type, monkeypatch):
             if not isinstance(entrypoint, EventHandler):
                 continue
