@@ -207,10 +207,11 @@ class RabbitCluster:
 
     def start_stopped(self, timeout: float = 120.0) -> None:
         """Start again every node that is not running (on its data: it rejoins the cluster)."""
-        for node in self.nodes:
-            if not node.running:
-                node.start(timeout)
-        self.wait_clustered(timeout)
+        stopped = [node for node in self.nodes if not node.running]
+        for node in stopped:
+            node.start(timeout)
+        if stopped:
+            self.wait_clustered(timeout)
 
     def save_logs(self, folder: str) -> None:
         """Copy every node's logs into ``folder`` (before ``cleanup`` removes them)."""

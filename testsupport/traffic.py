@@ -172,13 +172,22 @@ class MixedTraffic:
         """Readers with a token, a budget, money and ``things`` things each, and ``unowned`` things
         flattred by URL (to be claimed). Everything must succeed: nothing is broken yet."""
         began = time.monotonic()
-        # four at a time: signing up hashes a password, and the deadline is short
-        workers = [threading.Thread(target=lambda: [self._new_reader(things) for _ in range(n)]) for n in _shares(readers, 4)]
+        # four at a time: signing up hashes a password, and a loaded machine answers slowly
+        failures = []
+
+        def make(n: int) -> None:
+            try:
+                for _ in range(n):
+                    self._new_reader(things)
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        workers = [threading.Thread(target=make, args=(n,)) for n in _shares(readers, 4)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-        assert len(self.readers) == readers, "a reader could not be set up (see the output)"
+        assert not failures and len(self.readers) == readers, f"readers could not be set up: {failures}"
         http = requests.Session()
         for n in range(unowned):
             path = f"/u/{uuid.uuid4().hex[:8]}-{n}"
