@@ -32,6 +32,7 @@ import uuid
 
 import pytest
 
+from services.common import topology
 from testsupport import devstack
 from testsupport.cluster import NamespacedRabbitCluster, RabbitCluster, namespaces_work
 from testsupport.instances import PrivatePostgres
@@ -164,14 +165,20 @@ def platform(vhost, postgres_server, tmp_path):
 
 
 def durable_queues(cluster, vhost: str) -> list[dict]:
-    return [q for q in cluster.queues(vhost) if q["name"].startswith(("evt-", "rpc-", "clicks."))]
+    """Every queue that must outlive a node: events, RPC requests, the services' RPC replies (not
+    the gateway's standalone proxies'), click requests and dead letters."""
+    return [
+        q for q in cluster.queues(vhost)
+        if q["name"].startswith(("evt-", "rpc-", "clicks.")) or (q["name"].startswith("rpc.reply-") and "standalone_rpc_proxy" not in q["name"])
+    ]
 
 
 def assert_quorum_everywhere(cluster, vhost: str) -> None:
     queues = durable_queues(cluster, vhost)
     names = {q["name"] for q in queues}
     assert {"clicks.requests", "clicks.dead", "rpc-accounts", "rpc-clicks", "rpc-settlement", "rpc-payouts", "rpc-settlement_batch"} <= names
-    assert sum(1 for n in names if n.startswith("evt-")) >= 14
+    assert {topology.handler_queue(*subscription).name for subscription in topology.SUBSCRIPTIONS} <= names
+    assert any(n.startswith("rpc.reply-settlement_batch-") for n in names)
     everyone = {node.nodename for node in cluster.nodes}
     for queue in queues:
         assert queue["type"] == "quorum", queue
