@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install dev test migrate clean bench-ingest bench-clicks bench-button bench-settlement soak
+.PHONY: install dev test test-cluster migrate clean bench-ingest bench-clicks bench-button bench-settlement bench-broker soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)" >&2; fi; exit $$rc
 
+# The platform on a private three-node RabbitMQ cluster with quorum queues (tests/faults/test_cluster.py):
+# a node crashed, a node frozen (SIGSTOP), each with a minute of traffic; make test runs the crash only, shorter.
+test-cluster: install
+	CLUSTER_TEST=full $(PY) -m pytest tests/faults/test_cluster.py -s $(PYTEST_ARGS)
+
 # Benchmarks: each starts what it needs in a private database and virtual host, prints its
 # figures and ends with a line starting ratio=.
 bench-ingest: install
@@ -49,6 +54,10 @@ bench-button: install
 
 bench-settlement: install
 	PYTHONWARNINGS=ignore $(PY) -m bench.settlement
+
+# RPC and event latency with classic and with quorum queues on the local RabbitMQ (private virtual hosts)
+bench-broker: install
+	PYTHONWARNINGS=ignore $(PY) -m bench.broker
 
 # The whole platform (python -m deploy.dev) on private RabbitMQ and PostgreSQL instances, under
 # mixed traffic with random process kills and a restart of each server, then exact accounting.

@@ -90,9 +90,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _port_open(port: int, timeout: float = 0.5) -> bool:
+def _port_open(port: int, timeout: float = 0.5, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
@@ -145,6 +145,14 @@ class _Instance:
         if self.running:
             self.wait_ready(timeout)
             return self
+        began = self.launch()
+        self.wait_ready(timeout)
+        self.start_seconds.append(time.monotonic() - began)
+        return self
+
+    def launch(self) -> float:
+        """Start the server process without waiting for it to be ready (``wait_ready``), so that
+        several can boot at once; the monotonic time it was launched."""
         began = time.monotonic()
         self._prepare()
         argv, popen_kwargs = self._command()
@@ -158,9 +166,7 @@ class _Instance:
             start_new_session=True,  # own process group: signals reach the server and its children only
             **popen_kwargs,
         )
-        self.wait_ready(timeout)
-        self.start_seconds.append(time.monotonic() - began)
-        return self
+        return began
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -286,6 +292,7 @@ class PrivateRabbit(_Instance):
     """A RabbitMQ node of its own, e.g. ``rabbit-test-1a2b3c4d@localhost`` on a free port."""
 
     kind = "rabbit"
+    host = "127.0.0.1"  # the address it listens on (AMQP and Erlang distribution)
 
     def __init__(self) -> None:
         super().__init__()
@@ -305,7 +312,7 @@ class PrivateRabbit(_Instance):
 
     @property
     def amqp_uri(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        return f"amqp://guest:guest@{self.host}:{self.port}/"
 
     def env(self) -> dict:
         base = self.base
@@ -318,7 +325,7 @@ class PrivateRabbit(_Instance):
             HOME=self.home,
             LANG=env.get("LANG", "C.UTF-8"),
             RABBITMQ_NODENAME=self.nodename,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_IP_ADDRESS=self.host,
             RABBITMQ_NODE_PORT=str(self.port),
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_MNESIA_BASE=os.path.join(base, "mnesia"),
@@ -328,7 +335,7 @@ class PrivateRabbit(_Instance):
             RABBITMQ_ADVANCED_CONFIG_FILE=os.path.join(base, "advanced.config"),  # absent
             RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(base, "enabled_plugins"),
             RABBITMQ_CONF_ENV_FILE=os.path.join(base, "rabbitmq-env.conf"),
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=f"-kernel inet_dist_use_interface {{{self.host.replace('.', ',')}}}",
             ERL_EPMD_ADDRESS="127.0.0.1",  # only used if no epmd runs yet and the node starts one
         )
         return env
@@ -337,11 +344,11 @@ class PrivateRabbit(_Instance):
         return [os.path.join(RABBITMQ_SBIN, "rabbitmq-server")], {"env": self.env(), "cwd": self.base}
 
     def _ready_once(self) -> bool:
-        if not _port_open(self.port):
+        if not _port_open(self.port, host=self.host):
             return False
         import amqp
 
-        conn = amqp.Connection(f"127.0.0.1:{self.port}", userid="guest", password="guest", connect_timeout=2)
+        conn = amqp.Connection(f"{self.host}:{self.port}", userid="guest", password="guest", connect_timeout=2)
         try:
             conn.connect()
             conn.channel().close()
@@ -353,6 +360,9 @@ class PrivateRabbit(_Instance):
             conn.close()
         return True
 
+    def _ctl_argv(self, tool: str, *args: str) -> list[str]:
+        return [os.path.join(RABBITMQ_SBIN, tool), "-n", self.nodename, *args]
+
     def _graceful_stop(self, timeout: float) -> None:
         # The rabbitmq-server script traps SIGTERM and forwards it to the Erlang VM, which shuts the
         # broker down cleanly (queues and message stores closed) before exiting.
@@ -361,7 +371,7 @@ class PrivateRabbit(_Instance):
     def ctl(self, *args: str, tool: str = "rabbitmqctl", timeout: float = 60) -> str:
         """Run ``rabbitmqctl -n NODE ARGS`` (or ``tool="rabbitmq-diagnostics"``) against this node only."""
         result = subprocess.run(
-            [os.path.join(RABBITMQ_SBIN, tool), "-n", self.nodename, *args],
+            self._ctl_argv(tool, *args),
             env=self.env(),
             cwd=self.base,
             capture_output=True,

@@ -27,7 +27,7 @@ import psycopg2
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy.engine import make_url
 
-from services.common import logs, settings
+from services.common import broker, logs, settings
 from services.clicks import ingest
 from services.common.paging import is_id
 from services.common.click_messages import DEAD_LETTER_QUEUE, REQUEST_QUEUE, buffered, connect, declare_queues
@@ -93,6 +93,7 @@ class ClickWorker:
     # -- connections ------------------------------------------------------------------------
 
     def _connect_amqp(self):
+        # any node of a cluster: the requests queue and the reply queues are reached from each
         self.conn = connect(self.amqp_uri, read_ahead=True)
         self.channel = self.conn.channel()
         declare_queues(self.channel)
@@ -113,7 +114,7 @@ class ClickWorker:
 
     def _rpc(self):
         if self.rpc is None:
-            self.rpc_runner = ClusterRpcProxy({"AMQP_URI": self.amqp_uri, "serializer": "json"}, timeout=10)
+            self.rpc_runner = ClusterRpcProxy({"AMQP_URI": broker.ordered_uri(self.amqp_uri), "serializer": "json"}, timeout=10)
             self.rpc = self.rpc_runner.start()
         return self.rpc
 
@@ -150,6 +151,7 @@ class ClickWorker:
         while self.running and len(self.buffer) < self.batch_size:
             if deadline is None:
                 timeout = 1.0
+                self.conn.heartbeat_tick()  # idle: a node that stopped answering is noticed here
             elif buffered(self.conn) or select.select([sock], [], [], 0)[0]:
                 timeout = 1.0  # data is waiting: a whole frame follows at once
             else:
@@ -253,6 +255,7 @@ class ClickWorker:
                 if not self.running:
                     return  # stopping: the unacknowledged batch goes to another worker
                 time.sleep(0.5)
+                self.conn.heartbeat_tick()  # the broker must not take the waiting batch for a dead worker
             except Exception as exc:  # the data of some request: find it
                 log.exception("batch failed; resolving its requests one by one")
                 self._rollback_quietly()
@@ -351,8 +354,12 @@ class ClickWorker:
                     batch, self.buffer = self.buffer[:cut], self.buffer[cut:]
                     self._process(batch)
             except (OSError, amqp.exceptions.AMQPError) as exc:
-                # the broker went away: unacknowledged requests return to the queue
+                # the broker went away (or the node, or it stopped answering: missed heartbeats):
+                # unacknowledged requests return to the queue; the next connection tries the
+                # other nodes first
                 log.warning("broker connection lost (%s); reconnecting", exc)
+                if self.conn is not None:
+                    broker.node_lost(self.conn)
                 self._close_amqp()
                 self.buffer = []
                 time.sleep(0.5)
@@ -380,6 +387,7 @@ def main():
     if sys.argv[1:] == ["--check"]:
         return 0 if healthy() else 1
     logs.configure("click-worker")
+    broker.fail_over_quickly()
     worker = ClickWorker(
         settings.get("AMQP_URI"),
         settings.get("CLICKS_DATABASE_URL"),

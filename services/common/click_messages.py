@@ -24,8 +24,11 @@ and answered.
 """
 from __future__ import annotations
 
+import socket
+
 import amqp
-import kombu
+
+from services.common import broker
 
 REQUEST_QUEUE = "clicks.requests"
 # requests that failed on their own data, with the reason in the x-reason header, for an operator
@@ -33,30 +36,25 @@ DEAD_LETTER_QUEUE = "clicks.dead"
 
 
 def declare_queues(channel) -> None:
-    channel.queue_declare(REQUEST_QUEUE, durable=True, auto_delete=False)
-    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, auto_delete=False)
+    """The click request and dead-letter queues, of the type ``BROKER_QUEUE_TYPE`` says: as
+    quorum queues, a click request waiting for a worker survives the loss of a node."""
+    arguments = broker.durable_queue_arguments()
+    channel.queue_declare(REQUEST_QUEUE, durable=True, auto_delete=False, arguments=arguments)
+    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, auto_delete=False, arguments=arguments)
 
 
 READ_AHEAD = 256 * 1024
 
 
 def connect(uri: str, read_ahead: bool = False) -> amqp.Connection:
-    """A connected py-amqp connection for an ``amqp://`` URI (kombu parses the URI).
+    """A connected py-amqp connection to a node of ``uri`` (``services.common.broker.connect``:
+    the first node that answers, with heartbeats the owner ticks).
 
     ``read_ahead`` makes py-amqp read the socket in large chunks: by itself it asks the socket for
     exactly the bytes of each frame part, three system calls per frame, which is most of a
     consumer's time when messages are small. The extra bytes wait in py-amqp's own read buffer
     (see ``buffered``)."""
-    info = kombu.Connection(uri)
-    conn = amqp.Connection(
-        host=f"{info.hostname or '127.0.0.1'}:{info.port or 5672}",
-        userid=info.userid or "guest",
-        password=info.password or "guest",
-        virtual_host=info.virtual_host or "/",
-        heartbeat=0,
-        connect_timeout=5,
-    )
-    conn.connect()
+    conn = broker.connect(uri)
     if read_ahead:
         transport = conn.transport
         sock_recv = transport.sock.recv
@@ -69,15 +67,17 @@ def buffered(conn: amqp.Connection) -> bool:
     return bool(getattr(conn.transport, "_read_buffer", b""))
 
 
-def consume_forever(uri: str, subscribe, closing, on_lost, name: str, retry_seconds: float = 0.5) -> None:
+def consume_forever(uri: str, subscribe, closing, on_lost, name: str, retry_seconds: float = 0.5, on_tick=None) -> None:
     """Consume on a connection of its own until ``closing()``, reconnecting after the broker goes.
 
     ``subscribe(channel)`` declares and consumes what it needs on each new connection (it is
-    called again after a reconnect, so exclusive queues are made anew); ``on_lost()`` runs each
-    time a connection ends, to fail or forget what depended on it. For the gateway's listeners
-    (click replies, token revocations), each on a thread of its own."""
+    called again after a reconnect, to another node of a cluster if that one answers first, so
+    exclusive queues are made anew); ``on_lost()`` runs each time a connection ends, to fail or
+    forget what depended on it; ``on_tick()``, if given, about once a second. A node that stops
+    answering without closing the connection (frozen, cut off) is noticed by its missing
+    heartbeats. For the gateway's listeners (click replies, token revocations), each on a thread
+    of its own."""
     import logging
-    import socket
     import threading
 
     log = logging.getLogger(name)
@@ -91,9 +91,14 @@ def consume_forever(uri: str, subscribe, closing, on_lost, name: str, retry_seco
                     conn.drain_events(timeout=1)
                 except socket.timeout:
                     pass
+                conn.heartbeat_tick()
+                if on_tick is not None:
+                    on_tick()
         except Exception as exc:
             if not closing():
                 log.warning("%s lost the broker: %s", name, exc)
+                if conn is not None:
+                    broker.node_lost(conn)
         finally:
             on_lost()
             if conn is not None:

@@ -8,6 +8,8 @@ service, the event type as routing key, JSON bodies, persistent messages. A name
 """
 from __future__ import annotations
 
+import functools
+
 # the envelope's version, in every event the outbox writes
 ENVELOPE_VERSION = 1
 
@@ -38,6 +40,28 @@ def first_seen(session, schema: str, event: dict, handler: str) -> bool:
     return inserted is not None
 
 
+@functools.cache
+def durable_event_handler():
+    """nameko's ``EventHandler`` consuming the queue ``services.common.topology`` declares for it:
+    the same name nameko gives it, with the arguments ``BROKER_QUEUE_TYPE`` asks for (a quorum
+    queue on a cluster). nameko's own ``setup`` would declare it without them, and a queue
+    declared twice with different arguments is refused."""
+    from nameko.events import SERVICE_POOL, EventHandler
+    from nameko.messaging import Consumer
+
+    from services.common import topology
+
+    class DurableEventHandler(EventHandler):
+        def setup(self):
+            assert self.handler_type == SERVICE_POOL, "only service-pool handlers have a declared topology"
+            self.queue = topology.handler_queue(
+                self.source_service, self.event_type, self.container.service_name, self.method_name, self.container.config
+            )
+            Consumer.setup(self)
+
+    return DurableEventHandler
+
+
 def subscriber(source: str, event_type: str):
     """``@subscriber("accounts", "thing.created")``: a nameko event handler that survives outages.
 
@@ -46,16 +70,15 @@ def subscriber(source: str, event_type: str):
     is a bug in handling this one event: it is logged with the whole event, for an operator to
     replay, and not retried for ever.
     """
-    import functools
     import logging
 
     import eventlet
-    from nameko.events import event_handler
     from sqlalchemy.exc import DBAPIError
 
     from services.common.rpc import database_unavailable
 
     log = logging.getLogger(f"events.{source}.{event_type}")
+    DurableEventHandler = durable_event_handler()
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -71,7 +94,7 @@ def subscriber(source: str, event_type: str):
             except Exception:
                 log.exception("could not handle %s; event kept here for replay: %r", event_type, event)
 
-        return event_handler(source, event_type, requeue_on_error=True)(wrapper)
+        return DurableEventHandler.decorator(source, event_type, requeue_on_error=True)(wrapper)
 
     return decorate
 
@@ -83,14 +106,13 @@ def batch_subscriber(source: str, event_type: str, max_batch: int = 500):
     not tens of thousands. The events of a batch are acknowledged together after the handler
     returns; if it raises, they all go back to the queue (after a pause) and come again, so the
     handler must skip events it has seen (``first_seen_many``)."""
-    import functools
     import logging
 
     import eventlet
-    from nameko.events import EventHandler
     from nameko.messaging import QueueConsumer
 
     log = logging.getLogger(f"events.{source}.{event_type}")
+    DurableEventHandler = durable_event_handler()
 
     class BatchQueueConsumer(QueueConsumer):
         # its own channel, with room for whole batches in flight, apart from the one-at-a-time
@@ -99,7 +121,7 @@ def batch_subscriber(source: str, event_type: str, max_batch: int = 500):
         def prefetch_count(self):
             return max_batch
 
-    class BatchEventHandler(EventHandler):
+    class BatchEventHandler(DurableEventHandler):
         queue_consumer = BatchQueueConsumer()
 
         def setup(self):

@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -84,6 +85,19 @@ class _ExpectedErrorsBrief(logging.Filter):
             record.levelno, record.levelname = level, logging.getLevelName(level)
             record.msg, record.args = "%s answered %s: %s", (call, type(exc).__name__, exc.description or exc.code)
             record.exc_info = record.exc_text = None
+        return True
+
+
+class _BrokerPasswordsMasked(logging.Filter):
+    """On ``nameko.messaging``: nameko masks the password of the first URL of ``AMQP_URI`` when
+    it logs a lost connection, and shows the others' (a cluster's failover list) in clear."""
+
+    PASSWORD = re.compile(r"(amqps?://[^:@/\s;]*:)[^@\s;]*@")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "amqp" in message:
+            record.msg, record.args = self.PASSWORD.sub(r"\1********@", message), None
         return True
 
 
@@ -198,6 +212,9 @@ def configure(process_name: str, stream=None) -> None:
     containers = logging.getLogger("nameko.containers")
     if not any(isinstance(f, _ExpectedErrorsBrief) for f in containers.filters):
         containers.addFilter(_ExpectedErrorsBrief())
+    messaging = logging.getLogger("nameko.messaging")
+    if not any(isinstance(f, _BrokerPasswordsMasked) for f in messaging.filters):
+        messaging.addFilter(_BrokerPasswordsMasked())
     logging.captureWarnings(True)  # a library's warning is a log line like any other, JSON included
     # no line shows the caller's file and line or the thread's name, and looking them up (a walk
     # up the stack for every line) was most of the cost of an access-log line

@@ -14,7 +14,7 @@ import logging
 import threading
 
 import eventlet
-from kombu import Connection, Exchange, Producer
+from kombu import Exchange, Producer
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
     BigInteger,
@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from services.common import settings
+from services.common import broker, settings
 from services.common.db import engine_for
 from services.common.events import ENVELOPE_VERSION, exchange_name
 
@@ -94,7 +94,8 @@ class OutboxRelay:
 
     def _producer(self) -> Producer:
         if self._connection is None:
-            self._connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
+            # any node of a cluster; one that failed this relay lately is tried last
+            self._connection = broker.kombu_connection(self.amqp_uri, confirm_publish=True)
         channel = self._connection.default_channel
         self.exchange.declare(channel=channel)
         return Producer(channel, exchange=self.exchange, serializer="json")
@@ -121,8 +122,12 @@ class OutboxRelay:
             try:
                 producer = self._producer()
                 for row in rows:
-                    producer.publish(row.body, routing_key=row.event_type, delivery_mode=2)
+                    # a node that stops answering (frozen, cut off) would keep the confirm, and
+                    # these rows locked, for ever: the batch is published again, elsewhere
+                    producer.publish(row.body, routing_key=row.event_type, delivery_mode=2, confirm_timeout=broker.CONFIRM_SECONDS)
             except Exception:
+                if self._connection is not None:
+                    broker.node_lost(self._connection, self.amqp_uri)
                 self.close()
                 raise
             conn.execute(

@@ -13,9 +13,10 @@ import functools
 import logging
 import time
 
-from nameko.rpc import Rpc
+from nameko.rpc import Rpc, RpcConsumer
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from services.common import broker
 from services.common.errors import DomainError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,47 @@ def _unavailable_on_lost_database(fn):
     return wrapper
 
 
+class DurableRpcConsumer(RpcConsumer):
+    """nameko's consumer of a service's ``rpc-<service>`` queue, declaring it with the arguments
+    ``BROKER_QUEUE_TYPE`` asks for: a quorum queue on a cluster, so calls waiting for the service
+    survive the loss of a node. Every ``@rpc`` of the platform uses it (nameko's own would
+    declare the same queue without the arguments, and be refused)."""
+
+    def setup(self):
+        super().setup()
+        self.queue.queue_arguments = broker.durable_queue_arguments(self.container.config)
+
+
+def service_reply_queues_of_the_configured_type() -> None:
+    """Process-wide, for service processes (``services.common.runner`` calls it): the reply queue
+    of each container's ``RpcProxy`` (``rpc.reply-<service>-<uuid>``) is declared with the
+    arguments ``BROKER_QUEUE_TYPE`` asks for, besides nameko's five-minute expiry.
+
+    nameko declares it durable and classic, so it lives on one node of a cluster. Once that node
+    is gone, every reconnection of the container's consumer (which serves its RPC entrypoints
+    too) fails on declaring it (``NOT_FOUND - home node ... is down``) until the node is back: the
+    whole service stops answering. As a quorum queue it survives the node, and so do the replies
+    in it, which a caller without a timeout would otherwise wait for for ever. (The gateway's and
+    the click worker's standalone proxies keep classic reply queues: a call that loses its reply
+    ends at its deadline, and the proxy is replaced, with a queue of a new name.)"""
+    from nameko.rpc import ReplyListener
+
+    if getattr(ReplyListener.setup, "configured_type", False):
+        return
+    nameko_setup = ReplyListener.setup
+
+    def setup(self):
+        nameko_setup(self)
+        self.queue.queue_arguments = {**(self.queue.queue_arguments or {}), **broker.durable_queue_arguments(self.container.config)}
+
+    setup.configured_type = True
+    ReplyListener.setup = setup
+
+
 class DeadlineRpc(Rpc):
     """nameko's RPC entrypoint, dropping calls whose caller gave up before they were picked up."""
+
+    rpc_consumer = DurableRpcConsumer()
 
     def handle_message(self, body, message):
         headers = message.headers or {}

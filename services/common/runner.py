@@ -21,8 +21,9 @@ from nameko.rpc import Rpc
 from nameko.utils.concurrency import SpawningSet
 from nameko.extensions import iter_extensions
 
-from services.common import logs, settings, shutdown, topology
+from services.common import broker, logs, settings, shutdown, topology
 from services.common.migrate import URL_KEYS, upgrade
+from services.common.rpc import service_reply_queues_of_the_configured_type
 
 # in-flight workers get this long to finish on SIGTERM; the process runner waits 3 s in all
 STOP_SECONDS = 2.0
@@ -30,10 +31,13 @@ STOP_SECONDS = 2.0
 
 def nameko_config(service: str) -> dict:
     config = {
-        "AMQP_URI": settings.get("AMQP_URI"),
+        # the nodes of a cluster in this process's order (it starts at a node of its own)
+        "AMQP_URI": broker.ordered_uri(settings.get("AMQP_URI")),
         "OUTBOX_POLL_SECONDS": settings.get("OUTBOX_POLL_SECONDS"),
         "OUTBOX_RELAY": settings.get("OUTBOX_RELAY"),
         "serializer": "json",
+        # nameko's consumers notice a broker node that stopped answering by its missing heartbeats
+        "HEARTBEAT": broker.heartbeat_seconds(),
     }
     # every declared setting reaches every service: a new setting needs no plumbing here
     for setting in settings.SETTINGS:
@@ -105,13 +109,15 @@ def main(service: str, service_classes: list, schema: str | None = None) -> None
         upgrade(schema)
         log.info("schema %s migrated", schema)
     config = nameko_config(service)
-    topology.declare(config["AMQP_URI"])
+    topology.declare(config["AMQP_URI"], config)
     runner = ServiceGroup(config)
     for cls in service_classes:
         logs.attach(cls)
         runner.add_service(cls)
 
     shutdown.stop_consumers_promptly()
+    service_reply_queues_of_the_configured_type()
+    broker.fail_over_quickly()
     signals = shutdown.StopSignals()
     runner.start()
     log.info("%s running", ", ".join(c.name for c in service_classes))

@@ -20,7 +20,21 @@ class Setting:
 _LOCAL_PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/flattr"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672//", "RabbitMQ connection for RPC and events"),
+    Setting(
+        "AMQP_URI",
+        "amqp://guest:guest@127.0.0.1:5672//",
+        "RabbitMQ connection for RPC and events; the nodes of a cluster separated by `;`, tried in turn when one goes",
+    ),
+    Setting(
+        "BROKER_QUEUE_TYPE",
+        "classic",
+        "`classic` or `quorum`: the type of the event, RPC request, click request and dead-letter queues (`quorum` on a cluster; switching needs the old queues deleted, see the README)",
+    ),
+    Setting(
+        "BROKER_HEARTBEAT",
+        "5",
+        "seconds between AMQP heartbeats; a broker node silent for two of them (frozen, cut off) is left for another",
+    ),
     Setting("ACCOUNTS_DATABASE_URL", _LOCAL_PG, "accounts service database (schema `accounts`)"),
     Setting("CLICKS_DATABASE_URL", _LOCAL_PG, "clicks service database (schema `clicks`)"),
     Setting("SETTLEMENT_DATABASE_URL", _LOCAL_PG, "settlement service database (schema `settlement`)"),

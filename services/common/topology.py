@@ -2,17 +2,20 @@
 
 An event published to an exchange with no bound queue is dropped, so the exchanges of every
 source service and the queues of every known subscriber are declared before anything
-publishes, by every service's start-up and by ``python -m services.common.topology``. The queue
-names and arguments are nameko's own for ``@event_handler`` (durable, not auto-deleted), so
-the handler consumes from the queue declared here.
+publishes, by every service's start-up and by ``python -m services.common.topology``. The
+handlers of ``@subscriber`` and ``@batch_subscriber`` consume from the queue ``handler_queue``
+makes (nameko's name, durable, not auto-deleted, a quorum queue with ``BROKER_QUEUE_TYPE=quorum``),
+and ``tests/unit/test_topology.py`` checks that ``SUBSCRIPTIONS`` names every handler of
+every service, so a handler left out here cannot silently miss the events published before its
+service first starts.
 """
 from __future__ import annotations
 
 import sys
 
-from kombu import Connection, Exchange, Queue
+from kombu import Exchange, Queue
 
-from services.common import settings
+from services.common import broker, settings
 from services.common.events import exchange_name
 
 SOURCES = ("accounts", "clicks", "settlement")
@@ -40,23 +43,27 @@ SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def handler_queue(source: str, event_type: str, service: str, method: str) -> Queue:
+def handler_queue(source: str, event_type: str, service: str, method: str, config: dict | None = None) -> Queue:
+    """The queue of ``service``'s handler ``method`` of ``source``'s ``event_type`` events, as its
+    handler declares it (``config``: the service's nameko config; None: the environment's)."""
     return Queue(
         f"evt-{source}-{event_type}--{service}.{method}",
         exchange=Exchange(exchange_name(source), type="topic", durable=True, auto_delete=False),
         routing_key=event_type,
         durable=True,
         auto_delete=False,
+        queue_arguments=broker.durable_queue_arguments(config),
     )
 
 
-def declare(amqp_uri: str) -> None:
-    with Connection(amqp_uri) as conn:
+def declare(amqp_uri: str, config: dict | None = None) -> None:
+    """Declare every exchange and subscriber queue, on the first node of ``amqp_uri`` that answers."""
+    with broker.kombu_connection(amqp_uri) as conn:
         channel = conn.default_channel
         for source in SOURCES:
             Exchange(exchange_name(source), type="topic", durable=True, auto_delete=False)(channel).declare()
         for sub in SUBSCRIPTIONS:
-            handler_queue(*sub)(channel).declare()
+            handler_queue(*sub, config=config)(channel).declare()
 
 
 if __name__ == "__main__":

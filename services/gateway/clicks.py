@@ -9,7 +9,11 @@ that dies drops the requests still waiting, their callers get 503 and may retry,
 was false. (Writing every request to the broker's disk as well costed a third of the broker's CPU
 and bought no guarantee.) When the broker or the workers do not answer in time the caller gets
 ``ServiceUnavailable`` (503); the request expires in the queue after the same time, so a click the
-caller was told failed is not made later.
+caller was told failed is not made later. On a cluster (``BROKER_QUEUE_TYPE=quorum``) the
+requests queue is a quorum queue, so a waiting request outlives the node that took it; a click
+in flight on a node that goes away (the gateway's connection to it, or its reply queue, lost)
+is answered 503 at once, and may still be carried out by a worker before its deadline: a 503
+says the outcome is unknown, a 2xx is only ever a committed click.
 
 One publishing connection per process (used under a lock: py-amqp is not thread-safe) and one
 reply consumer thread per process, which blocks in ``drain_events`` with a long timeout and hands
@@ -24,6 +28,7 @@ import time
 
 import amqp
 
+from services.common import broker
 from services.common.click_messages import REQUEST_QUEUE, connect, consume_forever, declare_queues
 from services.common.events import new_id
 from services.gateway import deadline as request_deadline
@@ -78,7 +83,7 @@ class ClickClient:
             self._ready.clear()
             self._fail_waiters()
 
-        consume_forever(self.amqp_uri, subscribe, lambda: self._closing, lost, "click reply consumer")
+        consume_forever(self.amqp_uri, subscribe, lambda: self._closing, lost, "click reply consumer", on_tick=self._check_publisher)
 
     def _on_reply(self, message):
         try:
@@ -165,6 +170,24 @@ class ClickClient:
             for _, failed in batch:
                 failed.event.set()
             raise
+
+    def _check_publisher(self):
+        """About once a second (from the reply consumer's thread): take what the publishing
+        connection's node sent and tick its heartbeats, so that a node that went away or stopped
+        answering (frozen, cut off; its socket still takes our writes) is left for another
+        before more clicks are sent into it. A click being published right now skips a turn."""
+        if not self._publish_lock.acquire(blocking=False):
+            return
+        try:
+            if self._publisher is not None:
+                try:
+                    broker.keep_alive(self._publisher[0])
+                except Exception as exc:
+                    log.warning("click publisher lost its broker node (%s); the next click connects anew", exc)
+                    broker.node_lost(self._publisher[0])
+                    self._drop_publisher()
+        finally:
+            self._publish_lock.release()
 
     def _drop_publisher(self):
         if self._publisher is not None:

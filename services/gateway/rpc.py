@@ -25,6 +25,7 @@ import eventlet
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from services.common import broker
 from services.common.errors import DomainError
 from services.gateway import deadline, metrics
 
@@ -37,7 +38,9 @@ class ServiceUnavailable(Exception):
 
 class RpcPool:
     def __init__(self, amqp_uri: str, size: int = 8, timeout: float = 10.0):
+        self.amqp_uri = amqp_uri
         self.config = {"AMQP_URI": amqp_uri, "serializer": "json"}
+        broker.fail_over_quickly()
         self.size = size
         self.timeout = timeout
         self._idle: queue.LifoQueue = queue.LifoQueue()
@@ -46,7 +49,9 @@ class RpcPool:
 
     def _new(self):
         context = {}
-        runner = ClusterRpcProxy(self.config, context_data=context, timeout=self.timeout)
+        # on a cluster, a new proxy goes to a node that has not failed this process lately
+        config = dict(self.config, AMQP_URI=broker.ordered_uri(self.amqp_uri))
+        runner = ClusterRpcProxy(config, context_data=context, timeout=self.timeout)
         proxy = runner.start()
         proxy.context_data = context  # the dict the proxy's calls send their context from
         return runner, proxy
@@ -88,6 +93,10 @@ class RpcPool:
     def _discard(self, item):
         with self._lock:
             self._created -= 1
+        # its broker node may be what failed: tried last by the next proxies for a while
+        connection = getattr(getattr(getattr(item[0], "_reply_listener", None), "queue_consumer", None), "connection", None)
+        if connection is not None:
+            broker.node_lost(connection, self.amqp_uri)
         # closing may wait on a broker that does not answer: never on the caller's time
         eventlet.spawn_n(self._close_quietly, item[0])
 

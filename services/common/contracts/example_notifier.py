@@ -5,7 +5,9 @@ exactly once per event even when the broker delivers it twice: the event ids alr
 remembered in the same file, and nameko acknowledges the message only after the handler returns.
 
 Run it: ``python -m services.common.contracts.example_notifier`` (with ``AMQP_URI`` set).
-Its queues are declared when it first starts; a subscriber that must also receive events
+``@subscriber`` declares its queues as the platform's own are declared (quorum queues with
+``BROKER_QUEUE_TYPE=quorum``, so its events outlive a broker node). They are declared when it
+first starts; a subscriber that must also receive events
 published before its first deployment adds its queues to ``SUBSCRIPTIONS`` in
 ``services/common/topology.py``, which every service declares at start-up. (The example is not
 there: a queue nobody consumes would grow for ever on a platform that does not run it.)
@@ -16,8 +18,7 @@ import json
 import os
 import threading
 
-from nameko.events import event_handler
-
+from services.common.events import subscriber
 from services.common.money import Money
 
 _write_lock = threading.Lock()
@@ -44,12 +45,12 @@ class PayoutNotifier:
                 f.flush()
                 os.fsync(f.fileno())
 
-    @event_handler("settlement", "payout.completed")
+    @subscriber("settlement", "payout.completed")
     def on_completed(self, event):
         amount = Money(event["data"]["amount"], event["data"]["currency"])
         self._notify(event, f"Your payout of {amount} is on its way.")
 
-    @event_handler("settlement", "payout.failed")
+    @subscriber("settlement", "payout.failed")
     def on_failed(self, event):
         amount = Money(event["data"]["amount"], event["data"]["currency"])
         self._notify(event, f"Your payout of {amount} failed ({event['data']['reason']}); the money is back in your revenue.")
