@@ -23,14 +23,14 @@ from services.common.events import durable_event_handler
 from services.common.rpc import DeadlineRpc
 
 # service classes that the platform does not run, which declare their own queues when started
-NOT_RUN_BY_THE_PLATFORM = {"payout_notifier": "an example subscriber for teams to copy (services/settlement/contracts)"}
+NOT_RUN_BY_THE_PLATFORM = {"payout_notifier": "an example subscriber for teams to copy (services/common/contracts)"}
 
 
 def service_classes() -> dict[str, type]:
     found = {}
     for module_info in pkgutil.walk_packages(services.__path__, "services."):
-        if module_info.name.rsplit(".", 1)[-1] == "__main__":
-            continue  # starts a process when imported
+        if module_info.name.rsplit(".", 1)[-1] == "__main__" or module_info.name.startswith("services.gateway"):
+            continue  # starts a process when imported; the gateway is a Flask app (its wsgi module builds one), not a nameko service
         module = importlib.import_module(module_info.name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ != module.__name__ or not isinstance(getattr(cls, "name", None), str):
