@@ -33,7 +33,7 @@ import psycopg2
 import requests
 
 PASSWORD = "traffic password 123"
-SCOPES = "flattr thing extendedread"
+SCOPES = "flattr thing extendedread wallet payout"
 # answers that are the platform working normally (not a fault's doing)
 NORMAL = {200, 201, 204, 401, 402, 403, 404, 409}
 
