@@ -422,7 +422,7 @@ class AccountsService:
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or len(ids) > 1000:
             raise InvalidParameters("up to 1000 integer ids")
         rows = self.db.execute(select(Thing.id, Thing.owner_id).where(Thing.id.in_(ids))).all()
-        return {str(r.id): r.owner_id for r in rows}
+        return {str(r.id): {"owner_id": r.owner_id, "verified": r.owner_id is not None} for r in rows}
 
     @rpc
     def update_thing(self, user_id, thing_id, fields):

@@ -44,7 +44,7 @@ from services.common.money import CURRENCY
 from services.common.outbox import TableRecorder, record_many
 from services.common.periods import is_period_id
 from services.common.times import unix
-from services.settlement import escrow, ledger, money_flows
+from services.settlement import escrow, ledger, money_flows, owners
 from services.settlement.models import outbox
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,8 @@ class Sources:
     # clicks.export_clicks: (period, after: the last reader of the previous page or None, limit) ->
     # {"rows": "user\tthing\trank\tclicks\n..." (COPY text), "count", "last": the page's last reader, "done"}
     export_clicks: Callable[[str, int | None, int], dict]
-    # accounts.thing_owners: [thing_id, ...] -> {"<thing_id>": owner_id or None}, for things the
-    # settlement has not heard of
+    # accounts.thing_owners: [thing_id, ...] -> {"<thing_id>": {"owner_id": int or None, "verified": bool}},
+    # for things the settlement has not heard of
     thing_owners: Callable[[list[int]], dict]
 
 
@@ -263,26 +263,16 @@ class Batch:
         return _Ready(self.sources.export_clicks(period, after, self.chunk_rows))
 
     def _learn_owners(self, session: Session, params: dict) -> None:
-        """Credits for things the owner replica has not heard of (an event still on its way):
-        ask accounts, in chunks, and pay those credits to their owners too."""
+        """Things the owner replica has not heard of (an event still on its way): ask accounts,
+        in chunks, so their shares go where the owners' shares of known things go."""
         unknown = session.execute(
             text(
-                "SELECT c.thing_id FROM settlement.credits c WHERE c.period = :p "
-                "AND NOT EXISTS (SELECT 1 FROM settlement.things t WHERE t.thing_id = c.thing_id) ORDER BY c.thing_id"
+                "SELECT s.thing_id FROM thing_shares s "
+                "WHERE NOT EXISTS (SELECT 1 FROM settlement.things t WHERE t.thing_id = s.thing_id) ORDER BY s.thing_id"
             ),
-            params,
         ).scalars().all()
         for start in range(0, len(unknown), 1000):
-            owners = self.sources.thing_owners(unknown[start : start + 1000])
-            escrow.remember_owners(session, owners)
-        if unknown:
-            session.execute(
-                text(
-                    "UPDATE settlement.credits c SET owner_id = t.owner_id, state = 'paid' FROM settlement.things t "
-                    "WHERE c.period = :p AND c.thing_id = ANY(CAST(:ids AS bigint[])) AND t.thing_id = c.thing_id AND t.owner_id IS NOT NULL"
-                ),
-                {**params, "ids": unknown},
-            )
+            owners.remember(session, self.sources.thing_owners(unknown[start : start + 1000]))
 
     # -- the split and the ledger -------------------------------------------------------------------
 
@@ -310,10 +300,9 @@ class Batch:
         params["t"] = transaction_id
         self._timed("charges", self._charge, session, params, settlement.policy)
         self._timed("split", self._credit, session, params)
-        self._learn_owners(session, params)
         self._timed("ledger", self._post_ledger, session, params)
         totals = self._totals(session, params)
-        escrow.release_owned(session, self.events)  # things claimed while this batch ran
+        escrow.release_owned(session, self.events)  # things whose owners accounts verified while this batch ran
         self._timed("events", self._announce, session, params, totals)
         session.execute(
             text(
@@ -369,17 +358,40 @@ class Batch:
 
     def _credit(self, session: Session, params: dict) -> None:
         """Sum the readers' shares of each thing (``settlement.reader_shares``, the rule in
-        ``rules.split_shares``): to the owner, or held in escrow."""
+        ``rules.split_shares``). A reader's share of a thing they own goes back to their wallet
+        (``own_shares``); the rest is the thing's credit, paid to a verified owner, else held in
+        the thing's escrow."""
+        session.execute(
+            text(
+                "CREATE TEMPORARY TABLE thing_shares ON COMMIT DROP AS "
+                "SELECT thing_id, sum(share) AS amount, count(*) AS clicks FROM settlement.reader_shares WHERE period = :p GROUP BY thing_id"
+            ),
+            params,
+        )
+        self._learn_owners(session, params)
+        session.execute(
+            text(
+                """
+                INSERT INTO settlement.own_shares (period, thing_id, user_id, amount, transaction_id)
+                SELECT s.period, s.thing_id, s.user_id, s.share, :t FROM settlement.reader_shares s
+                JOIN settlement.things t ON t.thing_id = s.thing_id AND t.owner_id = s.user_id
+                WHERE s.period = :p
+                """
+            ),
+            params,
+        )
+        # a thing has one owner, so at most one own share (and click) per thing; a thing only its
+        # owner clicked has no credit
         session.execute(
             text(
                 """
                 INSERT INTO settlement.credits (period, thing_id, owner_id, amount, clicks, state, transaction_id)
-                SELECT :p, s.thing_id, t.owner_id, s.amount, s.clicks, CASE WHEN t.owner_id IS NULL THEN 'held' ELSE 'paid' END, :t
-                FROM (
-                    SELECT thing_id, sum(share) AS amount, count(*) AS clicks
-                    FROM settlement.reader_shares WHERE period = :p GROUP BY thing_id
-                ) s
+                SELECT :p, s.thing_id, t.owner_id, s.amount - coalesce(o.amount, 0), s.clicks - CAST(o.thing_id IS NOT NULL AS integer),
+                       CASE WHEN t.owner_id IS NOT NULL AND t.verified THEN 'paid' ELSE 'held' END, :t
+                FROM thing_shares s
                 LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
+                LEFT JOIN settlement.own_shares o ON o.period = :p AND o.thing_id = s.thing_id
+                WHERE o.thing_id IS NULL OR s.clicks > 1
                 """
             ),
             params,
@@ -421,6 +433,11 @@ class Batch:
                 SELECT :t, a.id, c.amount FROM settlement.credits c
                     JOIN settlement.ledger_accounts a ON a.kind = 'escrow' AND a.owner_id = c.thing_id
                     WHERE c.period = :p AND c.state = 'held' AND c.amount > 0
+                UNION ALL
+                SELECT :t, w.id, o.amount FROM (
+                    SELECT user_id, sum(amount) AS amount FROM settlement.own_shares WHERE period = :p AND transaction_id = :t
+                    GROUP BY user_id HAVING sum(amount) > 0
+                ) o JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = o.user_id
                 """
             ),
             {**params, "fees": fees, "charity": charity},
@@ -442,17 +459,22 @@ class Batch:
             text(
                 "SELECT coalesce(sum(amount) FILTER (WHERE state = 'paid'), 0) AS paid, "
                 "coalesce(sum(amount) FILTER (WHERE state = 'held'), 0) AS held, count(*) AS things, "
-                "count(DISTINCT owner_id) AS creators FROM settlement.credits WHERE period = :p"
+                "count(DISTINCT owner_id) FILTER (WHERE state = 'paid') AS creators FROM settlement.credits WHERE period = :p"
             ),
             params,
         ).first()
+        returned = int(
+            session.execute(
+                text("SELECT coalesce(sum(amount), 0) FROM settlement.own_shares WHERE period = :p AND transaction_id = :t"), params
+            ).scalar()
+        )
         expected_clicks = session.execute(text("SELECT expected_clicks FROM settlement.settlements WHERE period = :p"), params).scalar()
         if charges.clicks != expected_clicks:
             raise SettlementFailed(f"self-check: the readers' clicks add up to {charges.clicks}, the period has {expected_clicks}")
         charged = int(charges.split + charges.charity)
-        accounted = int(charges.fees + charges.charity + credits.paid + credits.held)
+        accounted = int(charges.fees + charges.charity + credits.paid + credits.held) + returned
         if charged != accounted:
-            raise SettlementFailed(f"self-check: charged {charged} but fees, charity, revenue and escrow add up to {accounted}")
+            raise SettlementFailed(f"self-check: charged {charged} but fees, charity, revenue, escrow and own shares add up to {accounted}")
         return {
             "clicks": int(charges.clicks),
             "readers": int(charges.readers),
@@ -465,6 +487,7 @@ class Batch:
             "revenue": int(credits.paid),
             "escrow": int(credits.held),
             "charity": int(charges.charity),
+            "returned": returned,
             "currency": CURRENCY,
         }
 

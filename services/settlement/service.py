@@ -15,7 +15,7 @@ from services.common.money import CURRENCY, Money
 from services.common.outbox import Outbox
 from services.common.rpc import rpc
 from services.common.settings import setting
-from services.settlement import batch, deposits, escrow, ledger, money_flows, rules, statements
+from services.settlement import batch, deposits, escrow, ledger, money_flows, owners, rules, statements
 from services.settlement.models import Payout, outbox
 from services.settlement.providers import provider_for
 
@@ -71,21 +71,9 @@ class SettlementService:
         money_flows.refresh_means(self.db, self.events, data["user_id"])
         self.db.commit()
 
-    def _upsert_thing(self, event, deleted: bool) -> None:
-        data = event["data"]
-        # a late, older change never overwrites a newer one
-        self.db.execute(
-            text(
-                "INSERT INTO settlement.things (thing_id, owner_id, deleted, changed_at) VALUES (:i, :o, :d, :t) "
-                "ON CONFLICT (thing_id) DO UPDATE SET owner_id = EXCLUDED.owner_id, deleted = EXCLUDED.deleted, "
-                "changed_at = EXCLUDED.changed_at WHERE settlement.things.changed_at < EXCLUDED.changed_at"
-            ),
-            {"i": data["thing_id"], "o": data.get("owner_id"), "d": deleted, "t": event["occurred_at"]},
-        )
-
     def _thing_event(self, event, deleted=False):
         if first_seen(self.db, "settlement", event, event["type"]):
-            self._upsert_thing(event, deleted)
+            owners.apply_event(self.db, event, deleted)
         self.db.commit()
 
     @subscriber("accounts", "thing.created")
@@ -102,10 +90,10 @@ class SettlementService:
 
     @subscriber("accounts", "thing.claimed")
     def on_thing_claimed(self, event):
-        """The thing's creator claimed it: its escrow goes to their revenue."""
+        """The thing's owner changed, or was verified: a verified owner gets its escrow."""
         escrow.lock(self.db)
         if first_seen(self.db, "settlement", event, "thing.claimed"):
-            self._upsert_thing(event, deleted=False)
+            owners.apply_event(self.db, event, deleted=False)
             escrow.release_owned(self.db, self.events, [event["data"]["thing_id"]])
         self.db.commit()
 
