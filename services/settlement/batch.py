@@ -14,8 +14,10 @@ Steps, each recorded in ``settlement.settlements`` so a re-run (after a crash, o
     every click is here: the count is checked against the one ``period.sealed`` announced.
 ``posted``
     one database transaction computes what each reader pays (``charges``), splits it over their
-    clicks and sums the shares per thing (``credits``), posts a single balanced ledger transaction
-    (wallets to fees, charity, creators' revenue and things' escrow) under the idempotency key
+    clicks and sums the shares per thing (``credits``; a reader's share of a thing they own goes
+    back to them, ``own_shares``), posts a single balanced ledger transaction (wallets to fees,
+    charity, verified owners' revenue and things' escrow, and own shares back to the readers'
+    wallets) under the idempotency key
     ``settlement:<period>``, writes the events, and marks the settlement ``settled``. Killed
     anywhere inside, nothing of it remains; the re-run posts the same ledger.
 
@@ -262,17 +264,22 @@ class Batch:
             return ask_ahead(period, after, self.chunk_rows)
         return _Ready(self.sources.export_clicks(period, after, self.chunk_rows))
 
-    def _learn_owners(self, session: Session, params: dict) -> None:
+    def _learn_owners(self, session: Session) -> bool:
         """Things the owner replica has not heard of (an event still on its way): ask accounts,
-        in chunks, so their shares go where the owners' shares of known things go."""
+        in chunks, so their shares go where the owners' shares of known things go. Whether
+        accounts named an owner for any of them."""
         unknown = session.execute(
             text(
                 "SELECT s.thing_id FROM thing_shares s "
                 "WHERE NOT EXISTS (SELECT 1 FROM settlement.things t WHERE t.thing_id = s.thing_id) ORDER BY s.thing_id"
             ),
         ).scalars().all()
+        owned = False
         for start in range(0, len(unknown), 1000):
-            owners.remember(session, self.sources.thing_owners(unknown[start : start + 1000]))
+            answer = self.sources.thing_owners(unknown[start : start + 1000])
+            owners.remember(session, answer)
+            owned = owned or any(o["owner_id"] is not None for o in answer.values())
+        return owned
 
     # -- the split and the ledger -------------------------------------------------------------------
 
@@ -361,22 +368,16 @@ class Batch:
         ``rules.split_shares``). A reader's share of a thing they own goes back to their wallet
         (``own_shares``); the rest is the thing's credit, paid to a verified owner, else held in
         the thing's escrow."""
+        self._sum_shares(session, params)
+        if self._learn_owners(session):
+            # rare (an ownership still on its way): sum again, now that the replica knows the owners
+            session.execute(text("DROP TABLE thing_shares"))
+            self._sum_shares(session, params)
         session.execute(
             text(
-                "CREATE TEMPORARY TABLE thing_shares ON COMMIT DROP AS "
-                "SELECT thing_id, sum(share) AS amount, count(*) AS clicks FROM settlement.reader_shares WHERE period = :p GROUP BY thing_id"
-            ),
-            params,
-        )
-        self._learn_owners(session, params)
-        session.execute(
-            text(
-                """
-                INSERT INTO settlement.own_shares (period, thing_id, user_id, amount, transaction_id)
-                SELECT s.period, s.thing_id, s.user_id, s.share, :t FROM settlement.reader_shares s
-                JOIN settlement.things t ON t.thing_id = s.thing_id AND t.owner_id = s.user_id
-                WHERE s.period = :p
-                """
+                "INSERT INTO settlement.own_shares (period, thing_id, user_id, amount, transaction_id) "
+                "SELECT :p, s.thing_id, t.owner_id, s.own, :t FROM thing_shares s JOIN settlement.things t ON t.thing_id = s.thing_id "
+                "WHERE s.own IS NOT NULL"
             ),
             params,
         )
@@ -386,17 +387,31 @@ class Batch:
             text(
                 """
                 INSERT INTO settlement.credits (period, thing_id, owner_id, amount, clicks, state, transaction_id)
-                SELECT :p, s.thing_id, t.owner_id, s.amount - coalesce(o.amount, 0), s.clicks - CAST(o.thing_id IS NOT NULL AS integer),
+                SELECT :p, s.thing_id, t.owner_id, s.amount - coalesce(s.own, 0), s.clicks - CAST(s.own IS NOT NULL AS integer),
                        CASE WHEN t.owner_id IS NOT NULL AND t.verified THEN 'paid' ELSE 'held' END, :t
-                FROM thing_shares s
-                LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
-                LEFT JOIN settlement.own_shares o ON o.period = :p AND o.thing_id = s.thing_id
-                WHERE o.thing_id IS NULL OR s.clicks > 1
+                FROM thing_shares s LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
+                WHERE s.own IS NULL OR s.clicks > 1
                 """
             ),
             params,
         )
         session.execute(text("ANALYZE settlement.credits"))
+
+    def _sum_shares(self, session: Session, params: dict) -> None:
+        """Per thing: the shares of its clicks, their number, and the share of its owner's own
+        click (null if the owner did not click it). A table made from a query (not an INSERT)
+        lets PostgreSQL aggregate the million clicks in parallel."""
+        session.execute(
+            text(
+                """
+                CREATE TEMPORARY TABLE thing_shares ON COMMIT DROP AS
+                SELECT s.thing_id, sum(s.share) AS amount, count(*) AS clicks, sum(s.share) FILTER (WHERE s.user_id = t.owner_id) AS own
+                FROM settlement.reader_shares s LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
+                WHERE s.period = :p GROUP BY s.thing_id
+                """
+            ),
+            params,
+        )
 
     def _post_ledger(self, session: Session, params: dict) -> None:
         session.execute(
