@@ -253,6 +253,9 @@ class Batch:
         session.execute(
             text(f'CREATE INDEX IF NOT EXISTS "{name}_by_reader" ON settlement."{name}" USING brin (user_id) WITH (pages_per_range = 8)')
         )
+        # statistics of the new partition (a sample), so the batch's statements are planned for a
+        # million clicks (hash aggregates, in parallel), not for a default guess of a few thousand
+        session.execute(text(f'ANALYZE settlement."{name}"'))
         session.execute(text("UPDATE settlement.settlements SET step = 'imported', updated_at = now() WHERE period = :p"), {"p": period})
         session.commit()
         self._maybe_die("imported")
