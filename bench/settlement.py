@@ -88,8 +88,8 @@ def seed_people(url: str) -> None:
         progress("seeding people", 3, steps)
         conn.execute(
             text(
-                "INSERT INTO settlement.things (thing_id, owner_id, changed_at) "
-                "SELECT t, CASE WHEN t % :every = 0 THEN NULL ELSE :first_creator + t % :creators END, now() "
+                "INSERT INTO settlement.things (thing_id, owner_id, verified, changed_at) "
+                "SELECT t, CASE WHEN t % :every = 0 THEN NULL ELSE :first_creator + t % :creators END, t % :every <> 0, now() "
                 "FROM generate_series(1, :things) t"
             ),
             {"every": UNCLAIMED_EVERY, "first_creator": READERS + 1, "creators": CREATORS, "things": THINGS},
@@ -244,7 +244,7 @@ def main() -> None:
                 for period, clicks in ((period_a, clicks_a), (period_b, clicks_b)):
                     totals = batch.status(session, period)["totals"]
                     assert totals["clicks"] == clicks, (period, totals)
-                    assert totals["charged"] == totals["fees"] + totals["revenue"] + totals["escrow"] + totals["charity"]
+                    assert totals["charged"] == totals["fees"] + totals["revenue"] + totals["escrow"] + totals["charity"] + totals["returned"]
             engine.dispose()
             say(f"ledger check: {'ok' if check['ok'] else 'BROKEN ' + '; '.join(check['failures'])}; clicks counted exactly")
             if not check["ok"]:

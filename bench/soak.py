@@ -987,6 +987,12 @@ class Soak:
             postings = collections.defaultdict(int)
             for account_id, amount in self.sql("SELECT account_id, amount FROM settlement.postings WHERE transaction_id = %s", (tx,)):
                 postings[account_id] += int(amount)
+            # shares of things their readers owned at the batch went back to the readers' wallets
+            own = {(tid, uid): int(amount) for tid, uid, amount in self.sql(
+                "SELECT thing_id, user_id, amount FROM settlement.own_shares WHERE period = %s AND transaction_id = %s", (period, tx))}
+            returned = collections.defaultdict(int)
+            for (_, uid), amount in own.items():
+                returned[uid] += amount
             expected_postings = collections.defaultdict(int)
             shares = collections.defaultdict(int)
             fees = 0
@@ -1008,7 +1014,7 @@ class Soak:
                         base += n[2]
                         candidates.add(base)
                 options = {max(0, min(budget or 0, b)) for b in candidates}
-                actual = -postings.get(account_of.get(("wallet", uid)), 0)
+                actual = -postings.get(account_of.get(("wallet", uid)), 0) + returned[uid]
                 exact = max(0, min(budget or 0, before))
                 if actual != exact:
                     if actual in options:
@@ -1021,7 +1027,12 @@ class Soak:
                 ordered = sorted(things)
                 base, leftover = divmod(amount - fee, len(ordered))
                 for rank, tid in enumerate(ordered):
-                    shares[tid] += base + (1 if (rank + uid) % len(ordered) < leftover else 0)
+                    share = base + (1 if (rank + uid) % len(ordered) < leftover else 0)
+                    if (tid, uid) in own:
+                        if own[(tid, uid)] != share:
+                            self.fail("settlements", f"{period}: reader {uid}'s own share of thing {tid} returned {own[(tid, uid)]}, recomputed {share}")
+                        continue
+                    shares[tid] += share
                 readers += 1
                 charged_total += amount
             # readers without clicks pay nothing (rollover)

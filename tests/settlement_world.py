@@ -32,6 +32,7 @@ class World:
     # thing -> owner (None: unclaimed)
     things: dict[int, int | None]
     clicks: list[tuple[int, int]]
+    unverified: set[int] = field(default_factory=set)  # things whose owner has not proven the ownership
     fee_bps: int = 1000
     period: str = PERIOD
     extra_budgets: dict[int, tuple[int, int]] = field(default_factory=dict)  # readers without clicks
@@ -51,7 +52,8 @@ class World:
                 deposits.deposit(session, recorder, provider, user_id, Money(deposit), f"seed-{user_id}")
         for thing_id, owner in self.things.items():
             session.execute(
-                text("INSERT INTO settlement.things (thing_id, owner_id, changed_at) VALUES (:t, :o, '2026-10-01')"), {"t": thing_id, "o": owner}
+                text("INSERT INTO settlement.things (thing_id, owner_id, verified, changed_at) VALUES (:t, :o, :v, '2026-10-01')"),
+                {"t": thing_id, "o": owner, "v": owner is not None and thing_id not in self.unverified},
             )
         session.execute(
             text("INSERT INTO clicks.periods (id, seq, state, starts_at, sealed_at) SELECT :p, coalesce(min(seq), 1) - 1, 'sealed', '2026-10-01', :s FROM clicks.periods"),
@@ -67,7 +69,9 @@ class World:
     # -- what the settlement must do ------------------------------------------------------------
 
     def expected(self, policy: str = "rollover") -> dict:
-        """Account deltas ``{(kind, owner): cents}`` and per-reader shares, from the rules."""
+        """Account deltas ``{(kind, owner): cents}`` and per-reader shares, from the rules: a share
+        goes to a verified owner's revenue, to the reader's own wallet when the thing is theirs,
+        else to the thing's escrow."""
         deltas: Counter = Counter()
         shares: dict[int, dict[int, int]] = {}
         by_reader = defaultdict(list)
@@ -84,7 +88,12 @@ class World:
             deltas[("fees", None)] += fee
             for thing_id, share in split.items():
                 owner = self.things.get(thing_id)
-                deltas[("revenue", owner) if owner is not None else ("escrow", thing_id)] += share
+                if owner == user_id:
+                    deltas[("wallet", user_id)] += share
+                elif owner is not None and thing_id not in self.unverified:
+                    deltas[("revenue", owner)] += share
+                else:
+                    deltas[("escrow", thing_id)] += share
         if policy == "charity":
             for user_id, (budget, deposit) in self.extra_budgets.items():
                 amount = rules.charge_amount(budget, deposit)

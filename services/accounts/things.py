@@ -123,12 +123,12 @@ def get_things(db, ids) -> list[dict]:
 
 
 def thing_owners(db, ids) -> dict:
-    """``{thing_id: owner_id or None}`` for settlement's replica, deleted things included
+    """``{thing_id: {"owner_id", "verified"}}`` for settlement's replica, deleted things included
     (their clicks are still paid for); unknown ids are left out."""
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or len(ids) > 1000:
         raise InvalidParameters("up to 1000 integer ids")
     rows = db.execute(select(Thing.id, Thing.owner_id).where(Thing.id.in_(ids))).all()
-    return {str(r.id): r.owner_id for r in rows}
+    return {str(r.id): {"owner_id": r.owner_id, "verified": r.owner_id is not None} for r in rows}
 
 
 def _owned(db, user_id, thing_id, doing: str) -> Thing:

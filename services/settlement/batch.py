@@ -14,8 +14,10 @@ Steps, each recorded in ``settlement.settlements`` so a re-run (after a crash, o
     every click is here: the count is checked against the one ``period.sealed`` announced.
 ``posted``
     one database transaction computes what each reader pays (``charges``), splits it over their
-    clicks and sums the shares per thing (``credits``), posts a single balanced ledger transaction
-    (wallets to fees, charity, creators' revenue and things' escrow) under the idempotency key
+    clicks and sums the shares per thing (``credits``; a reader's share of a thing they own goes
+    back to them, ``own_shares``), posts a single balanced ledger transaction (wallets to fees,
+    charity, verified owners' revenue and things' escrow, and own shares back to the readers'
+    wallets) under the idempotency key
     ``settlement:<period>``, writes the events, and marks the settlement ``settled``. Killed
     anywhere inside, nothing of it remains; the re-run posts the same ledger.
 
@@ -44,7 +46,7 @@ from services.common.money import CURRENCY
 from services.common.outbox import TableRecorder, record_many
 from services.common.periods import is_period_id
 from services.common.times import unix
-from services.settlement import escrow, ledger, money_flows
+from services.settlement import escrow, ledger, money_flows, owners
 from services.settlement.models import outbox
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,8 @@ class Sources:
     # clicks.export_clicks: (period, after: the last reader of the previous page or None, limit) ->
     # {"rows": "user\tthing\trank\tclicks\n..." (COPY text), "count", "last": the page's last reader, "done"}
     export_clicks: Callable[[str, int | None, int], dict]
-    # accounts.thing_owners: [thing_id, ...] -> {"<thing_id>": owner_id or None}, for things the
-    # settlement has not heard of
+    # accounts.thing_owners: [thing_id, ...] -> {"<thing_id>": {"owner_id": int or None, "verified": bool}},
+    # for things the settlement has not heard of
     thing_owners: Callable[[list[int]], dict]
 
 
@@ -251,6 +253,9 @@ class Batch:
         session.execute(
             text(f'CREATE INDEX IF NOT EXISTS "{name}_by_reader" ON settlement."{name}" USING brin (user_id) WITH (pages_per_range = 8)')
         )
+        # statistics of the new partition (a sample), so the batch's statements are planned for a
+        # million clicks (hash aggregates, in parallel), not for a default guess of a few thousand
+        session.execute(text(f'ANALYZE settlement."{name}"'))
         session.execute(text("UPDATE settlement.settlements SET step = 'imported', updated_at = now() WHERE period = :p"), {"p": period})
         session.commit()
         self._maybe_die("imported")
@@ -262,27 +267,22 @@ class Batch:
             return ask_ahead(period, after, self.chunk_rows)
         return _Ready(self.sources.export_clicks(period, after, self.chunk_rows))
 
-    def _learn_owners(self, session: Session, params: dict) -> None:
-        """Credits for things the owner replica has not heard of (an event still on its way):
-        ask accounts, in chunks, and pay those credits to their owners too."""
+    def _learn_owners(self, session: Session) -> bool:
+        """Things the owner replica has not heard of (an event still on its way): ask accounts,
+        in chunks, so their shares go where the owners' shares of known things go. Whether
+        accounts named an owner for any of them."""
         unknown = session.execute(
             text(
-                "SELECT c.thing_id FROM settlement.credits c WHERE c.period = :p "
-                "AND NOT EXISTS (SELECT 1 FROM settlement.things t WHERE t.thing_id = c.thing_id) ORDER BY c.thing_id"
+                "SELECT s.thing_id FROM thing_shares s "
+                "WHERE NOT EXISTS (SELECT 1 FROM settlement.things t WHERE t.thing_id = s.thing_id) ORDER BY s.thing_id"
             ),
-            params,
         ).scalars().all()
+        owned = False
         for start in range(0, len(unknown), 1000):
-            owners = self.sources.thing_owners(unknown[start : start + 1000])
-            escrow.remember_owners(session, owners)
-        if unknown:
-            session.execute(
-                text(
-                    "UPDATE settlement.credits c SET owner_id = t.owner_id, state = 'paid' FROM settlement.things t "
-                    "WHERE c.period = :p AND c.thing_id = ANY(CAST(:ids AS bigint[])) AND t.thing_id = c.thing_id AND t.owner_id IS NOT NULL"
-                ),
-                {**params, "ids": unknown},
-            )
+            answer = self.sources.thing_owners(unknown[start : start + 1000])
+            owners.remember(session, answer)
+            owned = owned or any(o["owner_id"] is not None for o in answer.values())
+        return owned
 
     # -- the split and the ledger -------------------------------------------------------------------
 
@@ -310,10 +310,9 @@ class Batch:
         params["t"] = transaction_id
         self._timed("charges", self._charge, session, params, settlement.policy)
         self._timed("split", self._credit, session, params)
-        self._learn_owners(session, params)
         self._timed("ledger", self._post_ledger, session, params)
         totals = self._totals(session, params)
-        escrow.release_owned(session, self.events)  # things claimed while this batch ran
+        escrow.release_owned(session, self.events)  # things whose owners accounts verified while this batch ran
         self._timed("events", self._announce, session, params, totals)
         session.execute(
             text(
@@ -369,22 +368,53 @@ class Batch:
 
     def _credit(self, session: Session, params: dict) -> None:
         """Sum the readers' shares of each thing (``settlement.reader_shares``, the rule in
-        ``rules.split_shares``): to the owner, or held in escrow."""
+        ``rules.split_shares``). A reader's share of a thing they own goes back to their wallet
+        (``own_shares``); the rest is the thing's credit, paid to a verified owner, else held in
+        the thing's escrow."""
+        self._sum_shares(session, params)
+        if self._learn_owners(session):
+            # rare (an ownership still on its way): sum again, now that the replica knows the owners
+            session.execute(text("DROP TABLE thing_shares"))
+            self._sum_shares(session, params)
+        session.execute(
+            text(
+                "INSERT INTO settlement.own_shares (period, thing_id, user_id, amount, transaction_id) "
+                "SELECT :p, s.thing_id, t.owner_id, s.own, :t FROM thing_shares s JOIN settlement.things t ON t.thing_id = s.thing_id "
+                "WHERE s.own IS NOT NULL"
+            ),
+            params,
+        )
+        # a thing has one owner, so at most one own share (and click) per thing; a thing only its
+        # owner clicked has no credit
         session.execute(
             text(
                 """
                 INSERT INTO settlement.credits (period, thing_id, owner_id, amount, clicks, state, transaction_id)
-                SELECT :p, s.thing_id, t.owner_id, s.amount, s.clicks, CASE WHEN t.owner_id IS NULL THEN 'held' ELSE 'paid' END, :t
-                FROM (
-                    SELECT thing_id, sum(share) AS amount, count(*) AS clicks
-                    FROM settlement.reader_shares WHERE period = :p GROUP BY thing_id
-                ) s
-                LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
+                SELECT :p, s.thing_id, t.owner_id, s.amount - coalesce(s.own, 0), s.clicks - CAST(s.own IS NOT NULL AS integer),
+                       CASE WHEN t.owner_id IS NOT NULL AND t.verified THEN 'paid' ELSE 'held' END, :t
+                FROM thing_shares s LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
+                WHERE s.own IS NULL OR s.clicks > 1
                 """
             ),
             params,
         )
         session.execute(text("ANALYZE settlement.credits"))
+
+    def _sum_shares(self, session: Session, params: dict) -> None:
+        """Per thing: the shares of its clicks, their number, and the share of its owner's own
+        click (null if the owner did not click it). A table made from a query (not an INSERT)
+        lets PostgreSQL aggregate the million clicks in parallel."""
+        session.execute(
+            text(
+                """
+                CREATE TEMPORARY TABLE thing_shares ON COMMIT DROP AS
+                SELECT s.thing_id, sum(s.share) AS amount, count(*) AS clicks, sum(s.share) FILTER (WHERE s.user_id = t.owner_id) AS own
+                FROM settlement.reader_shares s LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
+                WHERE s.period = :p GROUP BY s.thing_id
+                """
+            ),
+            params,
+        )
 
     def _post_ledger(self, session: Session, params: dict) -> None:
         session.execute(
@@ -421,6 +451,11 @@ class Batch:
                 SELECT :t, a.id, c.amount FROM settlement.credits c
                     JOIN settlement.ledger_accounts a ON a.kind = 'escrow' AND a.owner_id = c.thing_id
                     WHERE c.period = :p AND c.state = 'held' AND c.amount > 0
+                UNION ALL
+                SELECT :t, w.id, o.amount FROM (
+                    SELECT user_id, sum(amount) AS amount FROM settlement.own_shares WHERE period = :p AND transaction_id = :t
+                    GROUP BY user_id HAVING sum(amount) > 0
+                ) o JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = o.user_id
                 """
             ),
             {**params, "fees": fees, "charity": charity},
@@ -442,17 +477,22 @@ class Batch:
             text(
                 "SELECT coalesce(sum(amount) FILTER (WHERE state = 'paid'), 0) AS paid, "
                 "coalesce(sum(amount) FILTER (WHERE state = 'held'), 0) AS held, count(*) AS things, "
-                "count(DISTINCT owner_id) AS creators FROM settlement.credits WHERE period = :p"
+                "count(DISTINCT owner_id) FILTER (WHERE state = 'paid') AS creators FROM settlement.credits WHERE period = :p"
             ),
             params,
         ).first()
+        returned = int(
+            session.execute(
+                text("SELECT coalesce(sum(amount), 0) FROM settlement.own_shares WHERE period = :p AND transaction_id = :t"), params
+            ).scalar()
+        )
         expected_clicks = session.execute(text("SELECT expected_clicks FROM settlement.settlements WHERE period = :p"), params).scalar()
         if charges.clicks != expected_clicks:
             raise SettlementFailed(f"self-check: the readers' clicks add up to {charges.clicks}, the period has {expected_clicks}")
         charged = int(charges.split + charges.charity)
-        accounted = int(charges.fees + charges.charity + credits.paid + credits.held)
+        accounted = int(charges.fees + charges.charity + credits.paid + credits.held) + returned
         if charged != accounted:
-            raise SettlementFailed(f"self-check: charged {charged} but fees, charity, revenue and escrow add up to {accounted}")
+            raise SettlementFailed(f"self-check: charged {charged} but fees, charity, revenue, escrow and own shares add up to {accounted}")
         return {
             "clicks": int(charges.clicks),
             "readers": int(charges.readers),
@@ -465,6 +505,7 @@ class Batch:
             "revenue": int(credits.paid),
             "escrow": int(credits.held),
             "charity": int(charges.charity),
+            "returned": returned,
             "currency": CURRENCY,
         }
 

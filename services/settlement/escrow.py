@@ -1,8 +1,9 @@
-"""Escrow of unclaimed things: released to the creator who claims the thing, or refunded to the
-readers once it has waited longer than the hold period.
+"""Escrow of things without a verified owner: released to the owner once verified (the creator
+who claims the thing, or its unverified owner who proves it), or refunded to the readers once it
+has waited longer than the hold period.
 
-A period's share for a thing without an owner is a ``held`` credit (one row per period and
-thing) and sits in that thing's escrow account. Each credit leaves escrow exactly once: its state
+A period's shares for a thing without a verified owner are a ``held`` credit (one row per period
+and thing) and sit in that thing's escrow account. Each credit leaves escrow exactly once: its state
 moves from ``held`` to ``released`` or ``refunded`` in the transaction that posts the money, under
 ``ESCROW_LOCK``, which the settlement batch also takes while it posts, so a claim arriving during
 a settlement cannot miss the shares that settlement is about to hold.
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from services.common.money import CURRENCY, Money
 from services.common.outbox import record_many
-from services.settlement import ledger, money_flows
+from services.settlement import ledger, money_flows, owners
 
 ESCROW_LOCK = "SELECT pg_advisory_xact_lock(hashtext('settlement:escrow'))"
 
@@ -27,25 +28,28 @@ def lock(session: Session) -> None:
 
 
 def release_owned(session: Session, events, thing_ids: list[int] | None = None) -> list[dict]:
-    """Release every held credit of a thing that has an owner now (optionally only ``thing_ids``)
-    to the owner's revenue: one ledger transaction per thing. The caller holds the escrow lock.
+    """Release every held credit of a thing whose owner is verified now (optionally only
+    ``thing_ids``) to the owner's revenue: one ledger transaction per thing. The caller holds the
+    escrow lock.
 
-    A share the new owner paid into it themself (they flattred the page before claiming it) goes
-    back to their wallet, not to their revenue: nobody earns from their own clicks, and a wallet
-    cannot become withdrawable revenue that way."""
+    A share the new owner paid into it themself (they flattred the page before it was theirs)
+    goes back to their wallet, not to their revenue: nobody earns from their own clicks, and a
+    wallet cannot become withdrawable revenue that way. It is recorded in ``own_shares``, as the
+    settlement records the shares of things their readers owned already."""
     only = "AND c.thing_id = ANY(CAST(:ids AS bigint[]))" if thing_ids is not None else ""
     rows = session.execute(
         text(
             "SELECT c.thing_id, t.owner_id, sum(c.amount) AS amount, array_agg(c.period ORDER BY c.period) AS periods "
             "FROM settlement.credits c JOIN settlement.things t ON t.thing_id = c.thing_id "
-            f"WHERE c.state = 'held' AND t.owner_id IS NOT NULL {only} GROUP BY c.thing_id, t.owner_id ORDER BY c.thing_id"
+            f"WHERE c.state = 'held' AND t.owner_id IS NOT NULL AND t.verified {only} GROUP BY c.thing_id, t.owner_id ORDER BY c.thing_id"
         ),
         {"ids": thing_ids},
     ).all()
     released = []
     for row in rows:
         amount = int(row.amount)
-        own = _own_share(session, row.thing_id, row.owner_id, row.periods)
+        own_by_period = _own_shares_in_escrow(session, row.thing_id, row.owner_id, row.periods)
+        own = sum(own_by_period.values())
         earned = amount - own
         transaction_id = None
         if amount > 0:
@@ -61,12 +65,23 @@ def release_owned(session: Session, events, thing_ids: list[int] | None = None) 
                 postings,
                 {"thing_id": row.thing_id, "user_id": row.owner_id, "periods": row.periods, "own_share": own},
             ).transaction_id
+        if own_by_period:
+            session.execute(
+                text(
+                    "INSERT INTO settlement.own_shares (period, thing_id, user_id, amount, transaction_id) "
+                    "SELECT p, :i, :o, a, :t FROM unnest(CAST(:p AS text[]), CAST(:a AS bigint[])) AS r(p, a)"
+                ),
+                {"i": row.thing_id, "o": row.owner_id, "t": transaction_id, "p": list(own_by_period), "a": list(own_by_period.values())},
+            )
         session.execute(
             text(
-                "UPDATE settlement.credits SET state = 'released', owner_id = :o, resolved_at = now(), transaction_id = :t "
-                "WHERE thing_id = :i AND state = 'held' AND period = ANY(:p)"
+                "UPDATE settlement.credits c SET state = 'released', owner_id = :o, resolved_at = now(), transaction_id = :t, "
+                "to_wallet = coalesce(r.a, 0) FROM (SELECT unnest(CAST(:p AS text[])) AS period) p "
+                "LEFT JOIN unnest(CAST(:own_p AS text[]), CAST(:own_a AS bigint[])) AS r(p, a) ON r.p = p.period "
+                "WHERE c.thing_id = :i AND c.state = 'held' AND c.period = p.period"
             ),
-            {"o": row.owner_id, "t": transaction_id, "i": row.thing_id, "p": row.periods},
+            {"o": row.owner_id, "t": transaction_id, "i": row.thing_id, "p": row.periods,
+             "own_p": list(own_by_period), "own_a": list(own_by_period.values())},
         )
         data = {"thing_id": row.thing_id, "user_id": row.owner_id, "amount": amount, "currency": CURRENCY, "periods": row.periods,
                 "to_revenue": earned, "to_wallet": own}
@@ -84,22 +99,28 @@ def release_owned(session: Session, events, thing_ids: list[int] | None = None) 
     return released
 
 
-def _own_share(session: Session, thing_id: int, owner_id: int, periods: list[str]) -> int:
-    """What ``owner_id`` paid, as a reader, into the thing's escrow over ``periods``."""
-    return int(
-        session.execute(
-            text(
-                "SELECT coalesce(sum(share), 0) FROM settlement.reader_shares "
-                "WHERE period = ANY(CAST(:p AS text[])) AND thing_id = :t AND user_id = :u"
-            ),
-            {"p": periods, "t": thing_id, "u": owner_id},
-        ).scalar()
+# A reader's share (alias ``s``, from settlement.reader_shares) that went into its thing's
+# credit, not straight back to the reader as a share of their own thing.
+IN_CREDIT = (
+    "NOT EXISTS (SELECT 1 FROM settlement.own_shares o WHERE o.period = s.period AND o.thing_id = s.thing_id AND o.user_id = s.user_id)"
+)
+
+
+def _own_shares_in_escrow(session: Session, thing_id: int, owner_id: int, periods: list[str]) -> dict[str, int]:
+    """What ``owner_id`` paid, as a reader, into the thing's escrow, per period of ``periods``."""
+    rows = session.execute(
+        text(
+            "SELECT s.period, s.share FROM settlement.reader_shares s "
+            f"WHERE s.period = ANY(CAST(:p AS text[])) AND s.thing_id = :t AND s.user_id = :u AND {IN_CREDIT} ORDER BY s.period"
+        ),
+        {"p": periods, "t": thing_id, "u": owner_id},
     )
+    return {r.period: int(r.share) for r in rows}
 
 
 def learn_owners_of_stale(session: Session, owners_of, hold_days: int) -> None:
-    """Before refunding, ask accounts (``owners_of``: ``[thing_id] -> {thing_id: owner_id}``)
-    about the stale things: a claim that accounts accepted but whose ``thing.claimed`` has not
+    """Before refunding, ask accounts (``owners_of``: ``accounts.thing_owners``) about the stale
+    things: a claim or a verification that accounts accepted but whose ``thing.claimed`` has not
     reached us yet must win over the refund. Runs without the escrow lock (it asks over RPC)."""
     stale = session.execute(
         text(f"SELECT DISTINCT cr.thing_id FROM settlement.credits cr WHERE {STALE} ORDER BY cr.thing_id"),
@@ -107,25 +128,8 @@ def learn_owners_of_stale(session: Session, owners_of, hold_days: int) -> None:
     ).scalars().all()
     session.rollback()
     for start in range(0, len(stale), 1000):
-        remember_owners(session, owners_of(list(stale[start : start + 1000])))
+        owners.remember(session, owners_of(list(stale[start : start + 1000])))
         session.commit()
-
-
-def remember_owners(session: Session, owners: dict) -> None:
-    """Owners accounts told us of (``{thing_id: owner_id or None}``) into the replica. A thing we
-    had not heard of goes in as the oldest possible state, so any ``thing.*`` event, even a late
-    one, overrides it; an owner accounts knows and we do not yet (its ``thing.claimed`` is on the
-    way) is taken at once."""
-    if owners:
-        session.execute(
-            text(
-                "INSERT INTO settlement.things (thing_id, owner_id, changed_at) "
-                "SELECT t, o, '-infinity' FROM unnest(CAST(:t AS bigint[]), CAST(:o AS bigint[])) AS r(t, o) "
-                "ON CONFLICT (thing_id) DO UPDATE SET owner_id = EXCLUDED.owner_id "
-                "WHERE settlement.things.owner_id IS NULL AND EXCLUDED.owner_id IS NOT NULL"
-            ),
-            {"t": [int(k) for k in owners], "o": list(owners.values())},
-        )
 
 
 # Each reader's share of a stale credit, by the same rule the batch used: the refund is exactly
@@ -134,7 +138,7 @@ _STALE_SHARES = f"""
     SELECT s.user_id, s.thing_id, s.share
     FROM settlement.reader_shares s
     JOIN settlement.credits cr ON cr.period = s.period AND cr.thing_id = s.thing_id
-    WHERE s.period = :p AND {STALE} AND s.share > 0
+    WHERE s.period = :p AND {STALE} AND s.share > 0 AND {IN_CREDIT}
 """
 
 

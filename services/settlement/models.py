@@ -92,15 +92,17 @@ class Deposit(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200))
     provider_ref: Mapped[str] = mapped_column(String(100))
     # pending: written before the provider is asked, so a charge is never forgotten if we crash
-    # between the provider's yes and our ledger; completed: in the ledger
+    # between the provider's yes and our ledger; completed: in the ledger; mismatched: the
+    # provider approved it with another amount (``provider_amount``), nothing was credited
     state: Mapped[str] = mapped_column(String(10), server_default="completed")
+    provider_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     transaction_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     __table_args__ = (
         UniqueConstraint("user_id", "idempotency_key", name="deposit_key_per_user"),
         CheckConstraint("amount > 0", name="deposit_positive"),
-        CheckConstraint("state IN ('pending', 'completed')", name="deposit_state"),
-        CheckConstraint("state = 'pending' OR transaction_id IS NOT NULL", name="completed_deposit_posted"),
+        CheckConstraint("state IN ('pending', 'completed', 'mismatched')", name="deposit_state"),
+        CheckConstraint("state <> 'completed' OR transaction_id IS NOT NULL", name="completed_deposit_posted"),
     )
 
 
@@ -129,11 +131,17 @@ class Adjustment(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    # the user whose wallet or revenue it moved, and the key naming it among their adjustments
+    owner_id: Mapped[int] = mapped_column(BigInteger)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
     amount: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    __table_args__ = (CheckConstraint("length(reason) > 0", name="adjustment_has_reason"),)
+    __table_args__ = (
+        CheckConstraint("length(reason) > 0", name="adjustment_has_reason"),
+        UniqueConstraint("owner_id", "idempotency_key", name="adjustment_key_per_user"),
+    )
 
 
 class Budget(Base):

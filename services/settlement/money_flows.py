@@ -2,7 +2,7 @@
 
 Functions on a session plus the outbox recorder, shared by the settlement service, the payouts
 worker, the batch and escrow; each leaves committing to its caller. Deposits are in
-``deposits``, the period split in ``batch``, escrow in ``escrow``, adjustments in the service.
+``deposits``, the period split in ``batch``, escrow in ``escrow``, adjustments in ``adjustments``.
 """
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
 """Operator commands of the settlement service.
 
     python -m services.settlement.ops check                 # the ledger invariants; exit status 1 if broken
+    python -m services.settlement.ops check-deposits        # deposits against the provider's records; 1 if any differ
     python -m services.settlement.ops status PERIOD         # a settlement's state, step and totals
     python -m services.settlement.ops settle PERIOD         # run or finish a settlement, with progress
     python -m services.settlement.ops refund-escrow [--older-than-days N]   # refund stale escrow now
 
-``check`` and ``status`` read the settlement database directly (``SETTLEMENT_DATABASE_URL``), so
-they work while the services are down. ``settle`` also asks the clicks and accounts services over
+``check``, ``check-deposits`` and ``status`` read the settlement database directly
+(``SETTLEMENT_DATABASE_URL``, and the provider named by ``PAYMENT_PROVIDER``), so they work while
+the services are down. ``settle`` also asks the clicks and accounts services over
 RabbitMQ (``AMQP_URI``) for the period's clicks and the owners of things settlement has not
 heard of, exactly as the batch runner does; ``refund-escrow`` asks accounts whether a stale thing
 was claimed a moment ago.
@@ -23,8 +25,9 @@ from sqlalchemy.orm import Session
 from services.common import settings
 from services.common.db import engine_for
 from services.common.outbox import TableRecorder
-from services.settlement import batch, escrow, ledger, rules
+from services.settlement import batch, deposits, escrow, ledger, rules
 from services.settlement.models import outbox
+from services.settlement.providers import provider_for
 
 
 def check(url: str) -> int:
@@ -35,6 +38,17 @@ def check(url: str) -> int:
         print("ledger: all invariants hold", file=sys.stderr)
         return 0
     print("ledger: BROKEN: " + "; ".join(result["failures"]), file=sys.stderr)
+    return 1
+
+
+def check_deposits(url: str, provider_name: str) -> int:
+    with Session(engine_for(url)) as session:
+        result = deposits.compare_with_provider(session, provider_for(provider_name, url))
+    print(json.dumps(result, indent=2))
+    if result["ok"]:
+        print(f"deposits: all {result['deposits']} agree with the provider", file=sys.stderr)
+        return 0
+    print(f"deposits: {result['differences']} DIFFER from the provider's records", file=sys.stderr)
     return 1
 
 
@@ -115,6 +129,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.settlement.ops", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="check the ledger's invariants")
+    commands.add_parser("check-deposits", help="compare the deposits with the payment provider's records")
     commands.add_parser("status", help="a settlement's state and totals").add_argument("period")
     commands.add_parser("settle", help="run or finish the settlement of a sealed period").add_argument("period")
     refund = commands.add_parser("refund-escrow", help="refund escrow older than the hold period to the readers")
@@ -123,6 +138,8 @@ def main(argv=None) -> int:
     url = settings.get("SETTLEMENT_DATABASE_URL")
     if args.command == "check":
         return check(url)
+    if args.command == "check-deposits":
+        return check_deposits(url, settings.get("PAYMENT_PROVIDER"))
     if args.command == "status":
         return status(url, args.period)
     if args.command == "settle":

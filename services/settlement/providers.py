@@ -2,7 +2,9 @@
 
 A provider charges readers (deposits) and pays creators (payouts). Both calls carry our own
 reference, and a provider answers the same reference with the same result without moving money
-twice: that is what makes a retried deposit or a redelivered payout safe.
+twice: that is what makes a retried deposit or a redelivered payout safe. Its answer carries the
+amount it moved, which must be ours. It also answers what it knows of one reference
+(``charge_record``) and lists every charge it made (``charges``), for the deposit check.
 
 The sandbox behaves like a provider's test mode, with magic amounts (last two digits):
 ``13`` is declined, ``66`` is a provider error; everything else succeeds. It keeps its records in
@@ -26,6 +28,7 @@ class ProviderResult:
     outcome: str  # "approved", "declined" or "error"
     reference: str
     message: str = ""
+    amount: int | None = None  # cents the provider moved (or refused to); None with an error
 
     @property
     def approved(self) -> bool:
@@ -61,10 +64,14 @@ class SandboxProvider:
                 {"r": reference, "d": direction, "a": amount, "o": outcome},
             )
             stored = conn.execute(
-                text("SELECT outcome FROM settlement.sandbox_payments WHERE reference = :r"), {"r": reference}
-            ).scalar_one()
-        message = "declined by the sandbox (amount ends in 13)" if stored == "declined" else ""
-        return ProviderResult(stored, reference, message)
+                text("SELECT outcome, amount FROM settlement.sandbox_payments WHERE reference = :r"), {"r": reference}
+            ).one()
+        return self._result(reference, stored.outcome, stored.amount)
+
+    @staticmethod
+    def _result(reference: str, outcome: str, amount: int) -> ProviderResult:
+        message = "declined by the sandbox (amount ends in 13)" if outcome == "declined" else ""
+        return ProviderResult(outcome, reference, message, amount)
 
     def charge(self, reference: str, amount: int) -> ProviderResult:
         return self._once(reference, "charge", amount)
@@ -76,6 +83,23 @@ class SandboxProvider:
             # provider paid and before our side recorded it, as a SIGKILL at that instant would.
             os._exit(137)
         return result
+
+    def charge_record(self, reference: str) -> ProviderResult | None:
+        """What the sandbox did with the charge ``reference``; None if it never heard of it."""
+        with self.engine.connect() as conn:
+            stored = conn.execute(
+                text("SELECT outcome, amount FROM settlement.sandbox_payments WHERE reference = :r AND direction = 'charge'"),
+                {"r": reference},
+            ).first()
+        return None if stored is None else self._result(reference, stored.outcome, stored.amount)
+
+    def charges(self) -> list[ProviderResult]:
+        """Every charge the sandbox approved, as a provider's report lists them."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT reference, outcome, amount FROM settlement.sandbox_payments WHERE direction = 'charge' AND outcome = 'approved'")
+            ).all()
+        return [self._result(r.reference, r.outcome, r.amount) for r in rows]
 
     def payments(self, reference: str) -> int:
         """How many times the sandbox moved money for ``reference`` (0 or 1)."""

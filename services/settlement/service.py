@@ -15,11 +15,9 @@ from services.common.money import CURRENCY, Money
 from services.common.outbox import Outbox
 from services.common.rpc import rpc
 from services.common.settings import setting
-from services.settlement import batch, closing, deposits, escrow, ledger, money_flows, overview, rules, statements
+from services.settlement import adjustments, batch, closing, deposits, escrow, ledger, money_flows, overview, owners, rules, statements
 from services.settlement.models import Payout, outbox
 from services.settlement.providers import provider_for
-
-USER_ACCOUNT_KINDS = ("wallet", "revenue")
 
 
 class PaymentProvider(DependencyProvider):
@@ -71,21 +69,9 @@ class SettlementService:
         money_flows.refresh_means(self.db, self.events, data["user_id"])
         self.db.commit()
 
-    def _upsert_thing(self, event, deleted: bool) -> None:
-        data = event["data"]
-        # a late, older change never overwrites a newer one
-        self.db.execute(
-            text(
-                "INSERT INTO settlement.things (thing_id, owner_id, deleted, changed_at) VALUES (:i, :o, :d, :t) "
-                "ON CONFLICT (thing_id) DO UPDATE SET owner_id = EXCLUDED.owner_id, deleted = EXCLUDED.deleted, "
-                "changed_at = EXCLUDED.changed_at WHERE settlement.things.changed_at < EXCLUDED.changed_at"
-            ),
-            {"i": data["thing_id"], "o": data.get("owner_id"), "d": deleted, "t": event["occurred_at"]},
-        )
-
     def _thing_event(self, event, deleted=False):
         if first_seen(self.db, "settlement", event, event["type"]):
-            self._upsert_thing(event, deleted)
+            owners.apply_event(self.db, event, deleted)
         self.db.commit()
 
     @subscriber("accounts", "thing.created")
@@ -102,10 +88,10 @@ class SettlementService:
 
     @subscriber("accounts", "thing.claimed")
     def on_thing_claimed(self, event):
-        """The thing's creator claimed it: its escrow goes to their revenue."""
+        """The thing's owner changed, or was verified: a verified owner gets its escrow."""
         escrow.lock(self.db)
         if first_seen(self.db, "settlement", event, "thing.claimed"):
-            self._upsert_thing(event, deleted=False)
+            owners.apply_event(self.db, event, deleted=False)
             escrow.release_owned(self.db, self.events, [event["data"]["thing_id"]])
         self.db.commit()
 
@@ -141,10 +127,15 @@ class SettlementService:
         return {"deposit": deposits.as_dict(found), "created": created}
 
     @rpc
-    def reconcile_deposits(self, older_than_seconds=60):
-        """Deposits left pending by a crash, completed or removed by the provider's answer. Runs on
-        a timer; safe in every replica at once."""
+    def reconcile_deposits(self, older_than_seconds=deposits.ABANDONED_AFTER_SECONDS):
+        """Deposits left pending by a crash, completed or removed by the provider's record of
+        them. Runs on a timer; safe in every replica at once."""
         return deposits.complete_pending(self.db, self.events, self.provider, older_than_seconds)
+
+    @rpc
+    def deposits_check(self):
+        """Every deposit against the payment provider's records: ``ok``, and the differences."""
+        return deposits.compare_with_provider(self.db, self.provider)
 
     @timer(interval=30)
     def reconcile_pending_deposits(self):
@@ -241,38 +232,16 @@ class SettlementService:
 
     @rpc
     def adjust(self, kind, owner_id, amount, reason, actor, idempotency_key):
-        """An audited correction: moves ``amount`` (negative to take back) between the adjustments
-        account and a reader's wallet or a creator's revenue. The only way money appears outside a deposit."""
-        if kind not in USER_ACCOUNT_KINDS:
-            raise InvalidParameters(f"kind must be one of {', '.join(USER_ACCOUNT_KINDS)}")
+        """An audited correction of a user's wallet or revenue (``adjustments``); ``actor`` is named
+        by the caller from its own credential, never by whoever asked it."""
         if not isinstance(owner_id, int) or isinstance(owner_id, bool):
             raise InvalidParameters("owner_id must be an integer")
         if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
             raise InvalidParameters("amount must be a non-zero integer number of cents")
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidParameters("an adjustment needs a reason")
         key = rules.idempotency_key(idempotency_key)
-        target = ledger.account(self.db, kind, owner_id)
-        source = ledger.account(self.db, "adjustments")
-        money = Money(amount)
-        try:
-            posted = ledger.transfer(
-                self.db, "adjustment", f"adjustment:{key}", source, target, money, {"reason": reason, "actor": actor}
-            )
-        except ledger.InsufficientFunds:
-            raise InvalidParameters("the adjustment would make the account negative") from None
-        if posted.created:
-            self.db.execute(
-                text(
-                    "INSERT INTO settlement.adjustments (transaction_id, account_id, amount, reason, actor) "
-                    "VALUES (:t, :a, :m, :r, :actor)"
-                ),
-                {"t": posted.transaction_id, "a": target, "m": amount, "r": reason.strip(), "actor": actor},
-            )
-            if kind == "wallet":
-                money_flows.refresh_means(self.db, self.events, owner_id)
+        transaction_id, created = adjustments.adjust(self.db, self.events, kind, owner_id, Money(amount), reason, actor, key)
         self.db.commit()
-        return {"transaction_id": posted.transaction_id, "created": posted.created, "balance": ledger.balance(self.db, kind, owner_id).cents}
+        return {"transaction_id": transaction_id, "created": created, "balance": ledger.balance(self.db, kind, owner_id).cents}
 
     @rpc
     def ledger_check(self):

@@ -190,3 +190,25 @@ def test_ledger_check_answers_500_when_the_books_are_wrong(gateway, db):
     assert answer.status_code == 500
     failures = " ".join(answer.json()["failures"])
     assert "sum to 1" in failures and "differ from the sum of their postings" in failures
+
+
+def test_an_adjustment_names_the_admin_credential_as_its_actor_and_its_key_is_per_user(gateway, db):
+    first, _ = user_with_token(gateway)
+    second, _ = user_with_token(gateway)
+
+    def adjust(user, amount, **extra):
+        body = {"username": user["username"], "account": "revenue", "amount": amount, "reason": "late payment", "idempotency_key": "fix-7", **extra}
+        return requests.post(f"{gateway}/admin/adjustments", json=body, headers=ADMIN, timeout=10)
+
+    made = adjust(first, 900, actor="somebody else")
+    assert made.status_code == 201, made.text
+    again = adjust(first, 900)
+    assert again.status_code == 200 and again.json() == {**made.json(), "created": False}
+    assert adjust(first, 901).status_code == 409
+    assert adjust(second, 400).status_code == 201  # the same key, another user: another adjustment
+    with db.connect() as conn:
+        rows = conn.execute(
+            text("SELECT u.username, a.amount, a.actor FROM settlement.adjustments a JOIN accounts.users u ON u.id = a.owner_id ORDER BY a.id")
+        ).all()
+    assert [tuple(r) for r in rows] == [(first["username"], 900, "admin"), (second["username"], 400, "admin")]
+    assert ledger_check(gateway)["totals"]["adjustments"] == -1300

@@ -127,7 +127,7 @@ def test_claimed_escrow_is_released_and_stale_escrow_refunded_pro_rata(db, world
         escrow.lock(session)
         assert escrow.refund_stale(session, recorder, hold_days=30) == []  # nothing is old enough yet
         # thing 4 is claimed by user 14; thing 5 stays unclaimed
-        session.execute(text("UPDATE settlement.things SET owner_id = 14 WHERE thing_id = 4"))
+        session.execute(text("UPDATE settlement.things SET owner_id = 14, verified = true WHERE thing_id = 4"))
         released = escrow.release_owned(session, recorder, [4])
         session.commit()
         held = expected["deltas"][("escrow", 4)]
@@ -206,7 +206,7 @@ def test_every_settlement_event_validates_against_its_published_schema(db, world
     recorder = TableRecorder(outbox)
     with Session(db) as session:
         escrow.lock(session)
-        session.execute(text("UPDATE settlement.things SET owner_id = 14 WHERE thing_id = 4"))
+        session.execute(text("UPDATE settlement.things SET owner_id = 14, verified = true WHERE thing_id = 4"))
         escrow.release_owned(session, recorder)
         escrow.refund_stale(session, recorder, hold_days=0)
         session.commit()
@@ -225,7 +225,7 @@ def test_a_reader_who_claims_a_page_they_flattred_gets_their_own_share_back_in_t
     with Session(db) as session:
         wallet_before = ledger.balance(session, "wallet", 102).cents
         escrow.lock(session)
-        session.execute(text("UPDATE settlement.things SET owner_id = 102 WHERE thing_id = 5"))  # 102 and 103 flattred it
+        session.execute(text("UPDATE settlement.things SET owner_id = 102, verified = true WHERE thing_id = 5"))  # 102 and 103 flattred it
         [released] = escrow.release_owned(session, recorder, [5])
         session.commit()
         assert released["to_wallet"] == shares[102][5] and released["to_revenue"] == shares[103][5]
@@ -244,7 +244,7 @@ def test_a_claim_accounts_accepted_a_moment_ago_wins_over_the_refund(db, world):
 
     def owners_of(ids):
         asked.append(ids)
-        return {str(i): (14 if i == 5 else None) for i in ids}
+        return {str(i): {"owner_id": 14 if i == 5 else None, "verified": i == 5} for i in ids}
 
     with Session(db) as session:
         escrow.learn_owners_of_stale(session, owners_of, hold_days=0)
@@ -267,7 +267,7 @@ def test_things_the_replica_never_heard_of_are_asked_of_accounts(db, world):
 
     def thing_owners(ids):
         asked.append(ids)
-        return {"1": 11, "4": None}
+        return {"1": {"owner_id": 11, "verified": True}, "4": {"owner_id": None, "verified": False}}
 
     sources_with_owners = sources(db)
     sources_with_owners.thing_owners = thing_owners

@@ -14,6 +14,9 @@ from services.gateway.views.money import period_id
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
+# Who acts through these endpoints, as the audit records name them: the holder of the one admin
+# credential, FLATTR_ADMIN_TOKEN. Never taken from the request.
+ADMIN_ACTOR = "admin"
 
 
 @admin.before_request
@@ -34,19 +37,21 @@ def ledger_check():
 
 @admin.post("/adjustments")
 def adjust():
-    """Credit (or, with a negative amount, debit) a user's wallet or revenue, with a reason."""
+    """Credit (or, with a negative amount, debit) a user's wallet or revenue, with a reason. The
+    idempotency key names the adjustment among the user's: the same key again answers the same
+    adjustment (200), or 409 if the account, amount or reason differ. An ``actor`` in the body is
+    ignored: the audit record names the admin credential's holder."""
     data = params.body()
     username = params.text(data.get("username"), "username", required=True)
     account = params.text(data.get("account"), "account", required=True)
     amount = params.integer(data.get("amount"), "amount")
     reason = params.text(data.get("reason"), "reason", required=True)
     key = params.text(data.get("idempotency_key"), "idempotency_key", required=True)
-    actor = params.text(data.get("actor"), "actor") or "admin"
     try:
         user = rpc.call("accounts", "get_user", username=username)
     except UserNotFound:
         raise ApiError(404, "not_found", "no such user") from None
-    result = rpc.call("settlement", "adjust", account, user["id"], amount, reason, actor, key)
+    result = rpc.call("settlement", "adjust", account, user["id"], amount, reason, ADMIN_ACTOR, key)
     return jsonify(result), 201 if result["created"] else 200
 
 
