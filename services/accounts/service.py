@@ -4,7 +4,10 @@
 - ``tokens``: personal and OAuth access tokens and their checks; ``oauth_store``: client
   applications and authorization codes;
 - ``things``: the catalog; ``search``: its search; ``counts``: click counts for the sorts;
-- ``ownership``: claims (the page check itself is ``claims``).
+- ``verifications``: ownership checks (claims of a page, verification of a host) queued for the
+  verification pool (``verification_pool``), which runs them apart from the RPCs; ``page_checks``,
+  ``page_fetch`` and ``page_marks`` are the checks themselves, ``ownership`` what a passed check
+  changes, ``hosts`` and ``sites`` the verified hosts.
 
 Each entrypoint passes its worker's session (``self.db``) and outbox (``self.events``) to a plain
 function; the function commits its own work.
@@ -14,9 +17,9 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 from sqlalchemy import select
 
-from services.accounts import budgets, counts, credentials, oauth_store, ownership, search, things, tokens
+from services.accounts import budgets, counts, credentials, hosts, oauth_store, search, sites, things, tokens, verifications
+from services.accounts.verification_pool import verification_pool
 from services.accounts.models import outbox
-from services.common import settings
 from services.common.db import Database
 from services.common.events import batch_subscriber
 from services.common.outbox import Outbox
@@ -124,10 +127,6 @@ class AccountsService:
         return things.get_things(self.db, ids)
 
     @rpc
-    def thing_owners(self, ids):
-        return things.thing_owners(self.db, ids)
-
-    @rpc
     def update_thing(self, user_id, thing_id, fields):
         return things.update_thing(self.db, self.events, user_id, thing_id, fields)
 
@@ -155,16 +154,47 @@ class AccountsService:
     def on_things_counted(self, events):
         counts.apply_counted(self.db, events)
 
-    # -- claims ------------------------------------------------------------------------------
+    # -- ownership: claims and verified hosts ------------------------------------------------
+
+    def _limits(self) -> verifications.Limits:
+        return verifications.Limits.from_config(self.config)
 
     @rpc
-    def claim_thing(self, user_id, thing_id):
-        return ownership.claim_thing(
-            self.db,
-            self.events,
-            user_id,
-            thing_id,
-            timeout=float(settings.setting(self.config, "CLAIM_FETCH_TIMEOUT")),
-            max_bytes=int(settings.setting(self.config, "CLAIM_MAX_BYTES")),
-            allow_private=settings.setting(self.config, "CLAIM_ALLOW_PRIVATE_ADDRESSES").strip().lower() in ("on", "true", "1", "yes"),
-        )
+    def thing_owners(self, ids):
+        return things.thing_owners(self.db, ids)
+
+    @rpc
+    def request_claim(self, user_id, thing_id):
+        """Queue a check of the thing's page for ``user_id``'s mark; answers the check (``state``
+        ``pending``, or already ``passed``/``failed``). Poll it with ``get_verification``."""
+        return verifications.request_page(self.db, self.events, user_id, thing_id, self._limits())
+
+    @rpc
+    def claim_status(self, user_id, thing_id):
+        return verifications.latest_claim(self.db, user_id, thing_id)
+
+    @rpc
+    def request_host(self, user_id, host):
+        """Queue a check of ``host`` for ``user_id``; answers the check as ``request_claim`` does."""
+        return verifications.request_host(self.db, user_id, host, self._limits())
+
+    @rpc
+    def get_verification(self, user_id, verification_id):
+        return verifications.get(self.db, user_id, verification_id)
+
+    @rpc
+    def host_status(self, user_id, host):
+        return verifications.host_status(self.db, user_id, host, self._limits().rules.allow_private)
+
+    @rpc
+    def list_hosts(self, user_id):
+        return hosts.list_hosts(self.db, user_id)
+
+    @rpc
+    def give_up_host(self, user_id, host):
+        hosts.give_up(self.db, user_id, sites.parse_host(host, self._limits().rules.allow_private))
+
+    @verification_pool
+    def run_verification(self):
+        """One queued ownership check, on the verification pool; returns whether there was one."""
+        return verifications.run_next(self.db, self.events, self._limits())
