@@ -90,6 +90,7 @@ from tests.databases import admin_engine as _admin_engine, cloned_database  # no
 
 SERVICES = ("accounts", "clicks", "settlement")
 ADMIN_TOKEN = "test-admin-token"
+TEST_TOTP_KEY = "aFWSdwPv_BPreqwVFDYLp1PJRRRt0WaGzPVwGunk7EM="
 # in the names of what the tests create on the shared servers: gw0, gw1... under pytest-xdist
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
@@ -231,6 +232,8 @@ def service_config(amqp_uri, database_url):
         "OUTBOX_POLL_SECONDS": "0.2",
         # claim pages are served by the tests from 127.0.0.1
         "CLAIM_ALLOW_PRIVATE_ADDRESSES": "on",
+        # seals two-factor secrets (a key for the tests only)
+        "TOTP_ENCRYPTION_KEYS": TEST_TOTP_KEY,
         "serializer": "json",
     }
 

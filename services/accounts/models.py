@@ -175,3 +175,28 @@ class Verification(Base):
         Index("verifications_by_user", "user_id", "created_at"),
         Index("verifications_by_target", "user_id", "kind", "target", "finished_at"),
     )
+
+
+class TwoFactor(Base):
+    """A user's TOTP second factor: pending until confirmed with a code (``confirmed_at``). The
+    secret is sealed (encrypted) under ``TOTP_ENCRYPTION_KEYS``; see services.accounts.two_factor."""
+
+    __tablename__ = "two_factor"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the latest 30-second step whose code was accepted: a code works once
+    last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code of a user's second factor, stored as its SHA-256."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

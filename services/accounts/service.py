@@ -1,6 +1,7 @@
 """The accounts service: nameko entrypoints over the modules that hold its rules, one per subject.
 
-- ``credentials``: users and passwords; ``budgets``: the monthly budget;
+- ``credentials``: users and passwords; ``two_factor``: TOTP second factors and recovery codes;
+  ``budgets``: the monthly budget;
 - ``tokens``: personal and OAuth access tokens and their checks; ``oauth_store``: client
   applications and authorization codes;
 - ``things``: the catalog; ``search``: its search; ``counts``: click counts for the sorts;
@@ -17,7 +18,7 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 from sqlalchemy import select
 
-from services.accounts import budgets, counts, credentials, hosts, oauth_store, search, sites, things, tokens, verifications
+from services.accounts import budgets, counts, credentials, hosts, oauth_store, search, sites, things, tokens, two_factor, verifications
 from services.accounts.verification_pool import verification_pool
 from services.accounts.models import outbox
 from services.common.db import Database
@@ -46,7 +47,10 @@ class AccountsService:
 
     @rpc
     def authenticate_password(self, username, password):
-        return credentials.user_dict(credentials.check_password(self.db, username, password))
+        """The user, with ``second_factor_required``: when true, the gateway must have a code
+        checked (``check_two_factor``) before it signs them in or makes them a token."""
+        user = credentials.check_password(self.db, username, password)
+        return dict(credentials.user_dict(user), second_factor_required=two_factor.required(self.db, user.id))
 
     @rpc
     def get_user(self, username=None, user_id=None):
@@ -63,6 +67,35 @@ class AccountsService:
     @rpc
     def get_budget(self, user_id):
         return budgets.get_budget(self.db, user_id)
+
+    # -- two-factor sign-in (signatures: services.accounts.two_factor) -----------------------
+
+    def _keys(self) -> two_factor.Keys:
+        return two_factor.Keys.from_config(self.config)
+
+    @rpc
+    def begin_two_factor(self, user_id):
+        return two_factor.begin(self.db, self._keys(), user_id)
+
+    @rpc
+    def confirm_two_factor(self, user_id, code):
+        return two_factor.confirm(self.db, self._keys(), user_id, code)
+
+    @rpc
+    def check_two_factor(self, user_id, code):
+        return two_factor.check(self.db, self._keys(), user_id, code)
+
+    @rpc
+    def disable_two_factor(self, user_id, code):
+        two_factor.disable(self.db, self._keys(), user_id, code)
+
+    @rpc
+    def new_recovery_codes(self, user_id, code):
+        return two_factor.new_recovery_codes(self.db, self._keys(), user_id, code)
+
+    @rpc
+    def two_factor_status(self, user_id):
+        return two_factor.status(self.db, user_id)
 
     # -- tokens ------------------------------------------------------------------------------
 

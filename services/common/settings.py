@@ -90,6 +90,13 @@ SETTINGS: tuple[Setting, ...] = (
         "6",
         "how long the gateway waits for an ownership check's outcome before answering 202 (pending) for the client to poll",
     ),
+    Setting(
+        "TOTP_ENCRYPTION_KEYS",
+        None,
+        "comma-separated Fernet keys sealing users' two-factor secrets in the accounts database (the first seals, all open: "
+        "rotate by putting a new key first); unset: two-factor set-up is refused. Make one with "
+        "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`",
+    ),
     Setting("SETTLEMENT_FEE_BPS", "1000", "platform fee on each reader's period amount, in basis points (1000 = 10%), rounded down to the cent"),
     Setting("SETTLEMENT_NO_CLICKS_POLICY", "rollover", "readers without clicks in a period: `rollover` (nothing charged) or `charity` (their budget goes to the charity account)"),
     Setting("SETTLEMENT_CHUNK_ROWS", "250000", "clicks moved from the clicks service to settlement per request"),
