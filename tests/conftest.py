@@ -349,3 +349,13 @@ def gateway_factory(amqp_uri):
 @pytest.fixture
 def gateway(all_services, gateway_factory):
     return gateway_factory()
+
+
+@pytest.fixture
+def pages():
+    """Web pages served by the test on 127.0.0.1 (``tests.pages.PageServer``), for ownership checks."""
+    from tests.pages import PageServer
+
+    server = PageServer()
+    yield server
+    server.close()

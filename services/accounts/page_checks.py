@@ -7,7 +7,7 @@ from __future__ import annotations
 from services.accounts import page_fetch, page_marks
 from services.common.errors import ClaimRefused
 
-# CPU seconds a page's parse may take (in a child process; see page_marks)
+# seconds a page's parse may take (in a child process; see page_marks)
 PARSE_SECONDS = 2
 WELL_KNOWN_PATH = "/.well-known/flattr"
 WELL_KNOWN_TYPES = frozenset({"text/plain", "application/octet-stream"})

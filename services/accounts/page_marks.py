@@ -13,11 +13,11 @@ The page is parsed by selectolax (the Lexbor engine, a C implementation of the H
 algorithm). Its work grows with the page, but some hostile inputs (tens of thousands of distinct
 attributes on one tag, tags nested tens of thousands deep) make any HTML5 tree builder
 quadratic, and a C parser neither yields to eventlet nor can be interrupted. So the service never
-parses in its own process: ``read_marks`` runs the parse in a child process (``python -m
-services.accounts.page_marks``) with a CPU-time limit and a wall-clock deadline, and a page that
-does not parse within them is refused. The parse itself reads only as much of the page as it
-takes for the head to end (a prefix first, the whole page only if its head runs past it), so a
-hostile body costs next to nothing.
+parses in its own process: ``read_marks`` hands the page to a child process (``python -m
+services.accounts.page_marks``, kept for the next page) with a deadline and a memory cap; a child
+that misses the deadline is killed and the page refused. The parse itself reads only as much of
+the page as it takes for the head to end (a prefix first, the whole page only if its head runs
+past it), so a hostile body costs next to nothing.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 # a head that ends within this many characters is read from this prefix alone
-HEAD_PREFIX = 64 * 1024
+HEAD_PREFIX = 16 * 1024
 MAX_MARKS = 100  # marks kept per page: a real page has one or two
 
 
@@ -102,47 +102,98 @@ class Unreadable(Exception):
     """The page could not be parsed within the limits."""
 
 
-def read_marks(html: str, base_url: str, seconds: float) -> Marks:
-    """``find_marks`` in a child process that gets ``seconds`` of CPU and about twice that of
-    wall-clock time; ``Unreadable`` when it does not finish."""
-    import math
-    import subprocess
-    from pathlib import Path
+class _Reader:
+    """A child process that parses pages sent to it, one at a time: ``[url length] [html
+    length]\n``, the URL, the HTML (UTF-8); it answers one JSON line of marks. Its memory is
+    capped (``MEMORY_LIMIT``); a parse that outlives its deadline gets the process killed."""
 
+    def __init__(self):
+        import subprocess
+        from pathlib import Path
+
+        import eventlet
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.accounts.page_marks"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        # the child says when it is ready: its start (a busy machine may take seconds to start
+        # Python) is not counted in any page's deadline
+        with eventlet.Timeout(STARTUP_SECONDS, False):
+            if self.process.stdout.readline() == b"ready\n":
+                return
+        self.kill()
+        raise Unreadable("the page reader did not start")
+
+    def read(self, html: str, base_url: str) -> dict:
+        url, body = base_url.encode(), html.encode("utf-8", errors="replace")
+        self.process.stdin.write(f"{len(url)} {len(body)}\n".encode() + url + body)
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise Unreadable("the page could not be parsed")
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+# readers waiting for work, kept for the next check (a process start costs more than a parse)
+_idle: list[_Reader] = []
+MAX_IDLE = 4
+MEMORY_LIMIT = 1 << 30
+STARTUP_SECONDS = 10
+
+
+def read_marks(html: str, base_url: str, seconds: float) -> Marks:
+    """``find_marks`` in a child process, within ``seconds``; ``Unreadable`` when it does not
+    finish (the child is killed then, and a new one started for the next page)."""
     import eventlet
 
-    project = Path(__file__).resolve().parents[2]
-    cpu = max(1, math.ceil(seconds))
-    child = subprocess.Popen(
-        [sys.executable, "-m", "services.accounts.page_marks", base_url, str(cpu)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=project,
-    )
-    out = None
+    reader = _idle.pop() if _idle else _Reader()  # may raise Unreadable: it did not start
+    found = None
     try:
-        with eventlet.Timeout(2 * cpu + 1, False):
-            out, _ = child.communicate(html.encode("utf-8", errors="replace"))
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    if out is None or child.returncode != 0:
+        with eventlet.Timeout(seconds, False):
+            found = reader.read(html, base_url)
+    except (OSError, ValueError, Unreadable):  # the child died (its memory limit): a new one next time
+        found = None
+    if found is None:
+        reader.kill()
         raise Unreadable("the page could not be parsed in time")
-    found = json.loads(out)
+    if len(_idle) < MAX_IDLE:
+        _idle.append(reader)
+    else:
+        reader.kill()
     return Marks(payment_links=found["payment_links"], owners=found["owners"])
 
 
-def _child(base_url: str, cpu_seconds: int) -> None:
+def _serve() -> None:
+    """The child's loop: parse what comes on stdin until it closes (the service is gone)."""
     import resource
 
-    # a hard bound whatever the page does: the kernel ends the process past it
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-    html = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-    marks = find_marks(html, base_url)
-    json.dump({"payment_links": marks.payment_links, "owners": marks.owners}, sys.stdout)
+    # a hard bound on what a hostile page can take; past it the parse fails and the child ends
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    import selectolax.lexbor  # noqa: F401 - loaded before "ready", not during the first page
+
+    source, out = sys.stdin.buffer, sys.stdout
+    out.write("ready\n")
+    out.flush()
+    while True:
+        header = source.readline()
+        if not header:
+            return
+        url_length, html_length = (int(n) for n in header.split())
+        base_url = source.read(url_length).decode()
+        html = source.read(html_length).decode("utf-8", errors="replace")
+        marks = find_marks(html, base_url)
+        out.write(json.dumps({"payment_links": marks.payment_links, "owners": marks.owners}) + "\n")
+        out.flush()
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1], int(sys.argv[2]))
+    _serve()

@@ -3,9 +3,10 @@
 ``@verification_pool`` marks a service method that carries out one queued check per call and
 returns whether there was one (``verifications.run_next``). The entrypoint keeps ``size`` loops
 (``CLAIM_WORKERS``), each calling the method through the container (so dependencies and logging
-work as for any worker), straight again after a check, or after a wake-up or ``POLL_SECONDS``
-when the queue was empty. An RPC that queues a check wakes the loops of its own process after
-its commit; checks queued by other replicas are found by the poll.
+work as for any worker), straight again after a check, or, when the queue was empty, after a
+wake-up or a poll interval (the loops together look about once in ``POLL_SECONDS``). An RPC
+that queues a check wakes the loops of its own process after its commit; checks queued by other
+replicas are found by the polls.
 
 The entrypoint names its worker setting (``worker_setting``): ``services.common.runner`` runs it
 in a container of its own with that many workers, so checks never wait behind RPCs or events,
@@ -13,7 +14,6 @@ and never hold their workers.
 """
 from __future__ import annotations
 
-import logging
 import threading
 
 import eventlet
@@ -22,8 +22,6 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import Entrypoint
 
 from services.common import settings
-
-log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 
@@ -79,7 +77,8 @@ class VerificationPool(Entrypoint):
             except ContainerBeingKilled:
                 return
             if not done.wait():
-                self._wake.wait(POLL_SECONDS)
+                # the loops' polls together come about once in POLL_SECONDS
+                self._wake.wait(POLL_SECONDS * self.size)
                 self._wake.clear()
             eventlet.sleep(0)
 

@@ -14,16 +14,9 @@ from kombu import Connection, Exchange, Queue
 from sqlalchemy import text
 
 from services.gateway.views.platform import load_openapi
-from tests.factories import bearer, create_thing, eventually, personal_token, sign_up, unique_username, user_with_token
+from tests.factories import bearer, create_thing, eventually, personal_token, sign_up, user_with_token
 from tests.gateway.test_openapi import _conforms
 from tests.pages import PageServer, claim_page
-
-
-@pytest.fixture
-def pages():
-    server = PageServer()
-    yield server
-    server.close()
 
 
 class ClaimedEvents:

@@ -2,14 +2,7 @@
 import pytest
 from sqlalchemy import text
 
-from services.accounts.service import AccountsService
 from services.common.errors import Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized
-
-
-@pytest.fixture
-def accounts(start_services, rpc):
-    start_services(AccountsService)
-    return rpc.accounts
 
 
 def test_registered_user_can_sign_in_and_password_is_hashed(accounts, db):

@@ -9,13 +9,6 @@ from services.common.errors import ClaimRefused
 from tests.pages import PageServer, claim_page
 
 
-@pytest.fixture
-def pages():
-    server = PageServer()
-    yield server
-    server.close()
-
-
 # -- the fetch --------------------------------------------------------------------------------
 
 
@@ -280,9 +273,25 @@ MEGABYTE = 1 << 20
 OWNER = '<meta name="flattr:owner" content="alice">'
 
 
-def test_marks_are_read_in_a_child_process():
+def test_marks_are_read_in_a_child_process_kept_for_the_next_page():
+    import os
+
     marks = page_marks.read_marks(claim_page(owner="alice", payment_user="bob").decode(), "https://blog.example/", 2)
     assert marks.names("alice") and marks.names("bob") and not marks.names("carol")
+    child = page_marks._idle[-1].process
+    assert child.pid != os.getpid() and child.poll() is None
+    assert page_marks.read_marks(claim_page(owner="carol").decode(), "https://blog.example/", 2).names("carol")
+    assert page_marks._idle[-1].process is child  # the same child read the next page
+
+
+def test_a_child_that_misses_its_deadline_is_killed():
+    hostile = "<head><meta " + "".join(f'a{i}="x" ' for i in range(MEGABYTE // 12))
+    page_marks.read_marks("<p>warm</p>", "https://blog.example/", 2)
+    child = page_marks._idle[-1].process
+    with pytest.raises(page_marks.Unreadable):
+        page_marks.read_marks(hostile, "https://blog.example/", 0.5)
+    assert child.poll() is not None  # killed, not left parsing
+    assert page_marks.read_marks(OWNER, "https://blog.example/", 2).names("alice")
 
 
 @pytest.mark.parametrize(
@@ -296,11 +305,11 @@ def test_marks_are_read_in_a_child_process():
 )
 def test_a_page_no_parser_reads_in_linear_time_is_bounded(junk):
     """After the head, it costs only the head's prefix; inside the head, the child process is
-    stopped at its CPU limit and the page refused. Either way within a few seconds, never the
+    killed at the deadline and the page refused. Either way within a few seconds, never the
     minutes an unbounded parse takes. The bounds are generous: they tell bounded from unbounded."""
     started = time.monotonic()
     try:
-        found = page_marks.read_marks(OWNER + junk, "https://blog.example/", 1).names("alice")
+        found = page_marks.read_marks(OWNER + junk, "https://blog.example/", 2).names("alice")
     except page_marks.Unreadable:
         found = None
     assert time.monotonic() - started < 10
@@ -308,7 +317,7 @@ def test_a_page_no_parser_reads_in_linear_time_is_bounded(junk):
         assert found  # the mark came before the junk, in the head
     started = time.monotonic()
     try:
-        page_marks.read_marks(junk + OWNER, "https://blog.example/", 1)
+        page_marks.read_marks(junk + OWNER, "https://blog.example/", 2)
     except page_marks.Unreadable:
         pass
     assert time.monotonic() - started < 10

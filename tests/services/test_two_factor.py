@@ -7,24 +7,9 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from services.accounts.service import AccountsService
 from services.common.errors import Conflict, InvalidParameters, NotFound, RateLimited, Unauthorized, Unavailable
 
 PASSWORD = "a long password"
-
-
-@pytest.fixture
-def start_accounts(start_services, rpc):
-    def start(**settings):
-        start_services(AccountsService, **settings)
-        return rpc.accounts
-
-    return start
-
-
-@pytest.fixture
-def accounts(start_accounts):
-    return start_accounts()
 
 
 def code_at(secret, seconds_from_now=0):

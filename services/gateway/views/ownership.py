@@ -2,7 +2,7 @@
 
 A check fetches someone's page, which may take seconds, so accounts runs it on a pool of its own
 and the RPC that asks for one answers at once (``pending``). The view then waits for the outcome
-with short RPCs spaced out (50 ms doubling to 0.5 s), holding no RPC connection in between, for
+with short RPCs spaced out (50 ms doubling to 0.25 s), holding no RPC connection in between, for
 up to ``CLAIM_ANSWER_SECONDS`` (and never past the request's deadline): a quick page is answered
 as before (200, or 403 with the reason), a slow one with 202 and the check, whose ``Location``
 the client polls.
@@ -26,7 +26,7 @@ from services.gateway.views.api import with_counts
 ownership = Blueprint("ownership", __name__, url_prefix="/rest/v2")
 
 OPEN = ("pending", "running")
-FIRST_PAUSE, LONGEST_PAUSE = 0.05, 0.5
+FIRST_PAUSE, LONGEST_PAUSE = 0.05, 0.25
 RETRY_AFTER = "60"
 
 
