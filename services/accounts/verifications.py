@@ -34,7 +34,7 @@ from services.accounts import hosts, ownership, page_checks, page_fetch, sites, 
 from services.accounts.models import User, Verification
 from services.accounts.things import live_thing
 from services.common import settings
-from services.common.errors import ClaimRefused, Forbidden, NotFound, RateLimited, UserNotFound
+from services.common.errors import ClaimRefused, Forbidden, InvalidParameters, NotFound, RateLimited, UserNotFound
 from services.common.paging import MAX_ID
 from services.common.times import unix
 
@@ -198,7 +198,7 @@ def host_status(db, user_id, host, allow_private: bool) -> dict:
     and their latest check of it (None if none)."""
     try:
         host = sites.parse_host(host, allow_private)
-    except Exception:
+    except InvalidParameters:
         raise NotFound("no such host") from None
     held = hosts.held(db, user_id, host)
     latest = _latest(db, user_id, Verification.kind == "host", Verification.target == host)
