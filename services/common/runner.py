@@ -70,7 +70,8 @@ class ServiceGroup:
         self.containers: list[ServiceContainer] = []
 
     def add_service(self, cls) -> None:
-        pools = sorted({_worker_setting(e) for e in ServiceContainer(cls, self.config).entrypoints})
+        used = {_worker_setting(e) for e in ServiceContainer(cls, self.config).entrypoints}
+        pools = sorted(used, key=lambda pool: (pool != "RPC_WORKERS", pool != "EVENT_WORKERS", pool))  # RPCs start first
         for pool in pools:
             keep = lambda e, pool=pool: _worker_setting(e) == pool  # noqa: E731
             self.containers.append(_PartContainer(cls, self.config, keep, int(settings.setting(self.config, pool))))
