@@ -90,6 +90,7 @@ from tests.factories import ADMIN_TOKEN, SECRET_KEY  # noqa: E402
 from tests.databases import admin_engine as _admin_engine, cloned_database, finish_background_drops  # noqa: E402
 
 SERVICES = ("accounts", "clicks", "settlement")
+TEST_TOTP_KEY = "aFWSdwPv_BPreqwVFDYLp1PJRRRt0WaGzPVwGunk7EM="
 # in the names of what the tests create on the shared servers: gw0, gw1... under pytest-xdist
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
@@ -241,6 +242,8 @@ def service_config(amqp_uri, database_url):
         "CLAIM_ALLOW_PRIVATE_ADDRESSES": "on",
         # mail waits in accounts.mail_queue; tests of mail run an SMTP server and turn the relay on
         "MAIL_RELAY": "off",
+        # seals two-factor secrets (a key for the tests only)
+        "TOTP_ENCRYPTION_KEYS": TEST_TOTP_KEY,
         "serializer": "json",
     }
 
@@ -361,3 +364,13 @@ def gateway_factory(amqp_uri):
 @pytest.fixture
 def gateway(all_services, gateway_factory):
     return gateway_factory()
+
+
+@pytest.fixture
+def pages():
+    """Web pages served by the test on 127.0.0.1 (``tests.pages.PageServer``), for ownership checks."""
+    from tests.pages import PageServer
+
+    server = PageServer()
+    yield server
+    server.close()

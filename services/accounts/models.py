@@ -163,7 +163,12 @@ class Thing(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     # null while nobody has claimed the thing (flattred by URL before its creator joined)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+    # whether the owner proved the thing is theirs (its page or its host names them); only a
+    # verified owner is paid, an unverified one can be taken over by a verified claim
+    owner_verified: Mapped[bool] = mapped_column(Boolean, server_default="false")
     url: Mapped[str] = mapped_column(Text)
+    # the URL's host key (services.accounts.sites): what a verified host covers
+    host: Mapped[str | None] = mapped_column(Text, nullable=True, index=True)
     title: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(1000), server_default="")
     category: Mapped[str] = mapped_column(String(16), server_default="rest")
@@ -181,4 +186,67 @@ class Thing(Base):
         # a URL names one live thing; a deleted thing's URL can be registered again
         Index("things_url_live_key", "url", unique=True, postgresql_where=text("deleted_at IS NULL")),
         Index("things_tags_gin", "tags", postgresql_using="gin"),
+        CheckConstraint("owner_id IS NOT NULL OR NOT owner_verified", name="verified_needs_owner"),
     )
+
+
+class VerifiedHost(Base):
+    """A host a user proved is theirs; one user per host. Their things on it are verified."""
+
+    __tablename__ = "verified_hosts"
+    host: Mapped[str] = mapped_column(Text, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(16))  # "well-known" or "root page"
+    verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Verification(Base):
+    """A request to check a page (``kind`` "page", for ``thing_id``) or a host (``kind`` "host"),
+    and its outcome. The verification pool takes pending ones; see ``services.accounts.verifications``."""
+
+    __tablename__ = "verifications"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    target: Mapped[str] = mapped_column(Text)  # the page's URL or the host key
+    thing_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    state: Mapped[str] = mapped_column(String(8), server_default="pending")
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (
+        CheckConstraint("kind IN ('page', 'host')", name="verification_kind"),
+        CheckConstraint("state IN ('pending', 'running', 'passed', 'failed')", name="verification_state"),
+        # one at a time per user
+        Index("verifications_one_open_per_user", "user_id", unique=True, postgresql_where=text("state IN ('pending', 'running')")),
+        Index("verifications_open", "id", postgresql_where=text("state IN ('pending', 'running')")),
+        Index("verifications_by_user", "user_id", "created_at"),
+        Index("verifications_by_target", "user_id", "kind", "target", "finished_at"),
+    )
+
+
+class TwoFactor(Base):
+    """A user's TOTP second factor: pending until confirmed with a code (``confirmed_at``). The
+    secret is sealed (encrypted) under ``TOTP_ENCRYPTION_KEYS``; see services.accounts.two_factor."""
+
+    __tablename__ = "two_factor"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the latest 30-second step whose code was accepted: a code works once
+    last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code of a user's second factor, stored as its SHA-256."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

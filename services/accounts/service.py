@@ -1,10 +1,14 @@
 """The accounts service: nameko entrypoints over the modules that hold its rules, one per subject.
 
-- ``credentials``: users and passwords; ``budgets``: the monthly budget;
+- ``credentials``: users and passwords; ``two_factor``: TOTP second factors and recovery codes;
+  ``budgets``: the monthly budget;
 - ``tokens``: personal and OAuth access tokens and their checks; ``oauth_store``: client
   applications and authorization codes;
 - ``things``: the catalog; ``search``: its search; ``counts``: click counts for the sorts;
-- ``ownership``: claims (the page check itself is ``claims``);
+- ``verifications``: ownership checks (claims of a page, verification of a host) queued for the
+  verification pool (``verification_pool``), which runs them apart from the RPCs; ``page_checks``,
+  ``page_fetch`` and ``page_marks`` are the checks themselves, ``ownership`` what a passed check
+  changes, ``hosts`` and ``sites`` the verified hosts; ``two_factor``: TOTP sign-in;
 - ``addresses``: confirming an address by a mailed link; ``passwords``: changing and resetting
   one; ``profiles``: profile fields and privacy; ``mail``: the mail queue and its SMTP relay,
   ``notices``: the mails settlement's events call for; ``leaving``: the export and closing an
@@ -20,11 +24,12 @@ from nameko.rpc import RpcProxy
 from sqlalchemy import select, text
 
 from services.accounts import (
-    addresses, budgets, counts, credentials, leaving, notices, oauth_store, ownership, passwords, profiles, search, things, tokens,
+    addresses, budgets, counts, credentials, hosts, leaving, notices, oauth_store, passwords, profiles, search, sites, things, tokens,
+    two_factor, verifications,
 )
 from services.accounts.mail import MailQueue
 from services.accounts.models import OAuthClient, User, outbox
-from services.common import settings
+from services.accounts.verification_pool import verification_pool
 from services.common.db import Database
 from services.common.errors import UserNotFound
 from services.common.events import batch_subscriber, first_seen, subscriber
@@ -55,7 +60,10 @@ class AccountsService:
 
     @rpc
     def authenticate_password(self, username, password):
-        return credentials.user_dict(credentials.check_password(self.db, username, password))
+        """The user, with ``second_factor_required``: when true, the gateway must have a code
+        checked (``check_two_factor``) before it signs them in or makes them a token."""
+        user = credentials.check_password(self.db, username, password)
+        return dict(credentials.user_dict(user), second_factor_required=two_factor.required(self.db, user.id))
 
     @rpc
     def get_user(self, username=None, user_id=None):
@@ -72,6 +80,35 @@ class AccountsService:
     @rpc
     def get_budget(self, user_id):
         return budgets.get_budget(self.db, user_id)
+
+    # -- two-factor sign-in (signatures: services.accounts.two_factor) -----------------------
+
+    def _keys(self) -> two_factor.Keys:
+        return two_factor.Keys.from_config(self.config)
+
+    @rpc
+    def begin_two_factor(self, user_id):
+        return two_factor.begin(self.db, self._keys(), user_id)
+
+    @rpc
+    def confirm_two_factor(self, user_id, code):
+        return two_factor.confirm(self.db, self._keys(), user_id, code)
+
+    @rpc
+    def check_two_factor(self, user_id, code):
+        return two_factor.check(self.db, self._keys(), user_id, code)
+
+    @rpc
+    def disable_two_factor(self, user_id, code):
+        two_factor.disable(self.db, self._keys(), user_id, code)
+
+    @rpc
+    def new_recovery_codes(self, user_id, code):
+        return two_factor.new_recovery_codes(self.db, self._keys(), user_id, code)
+
+    @rpc
+    def two_factor_status(self, user_id):
+        return two_factor.status(self.db, user_id)
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -136,10 +173,6 @@ class AccountsService:
         return things.get_things(self.db, ids)
 
     @rpc
-    def thing_owners(self, ids):
-        return things.thing_owners(self.db, ids)
-
-    @rpc
     def update_thing(self, user_id, thing_id, fields):
         return things.update_thing(self.db, self.events, user_id, thing_id, fields)
 
@@ -167,19 +200,50 @@ class AccountsService:
     def on_things_counted(self, events):
         counts.apply_counted(self.db, events)
 
-    # -- claims ------------------------------------------------------------------------------
+    # -- ownership: claims and verified hosts ------------------------------------------------
+
+    def _limits(self) -> verifications.Limits:
+        return verifications.Limits.from_config(self.config)
 
     @rpc
-    def claim_thing(self, user_id, thing_id):
-        return ownership.claim_thing(
-            self.db,
-            self.events,
-            user_id,
-            thing_id,
-            timeout=float(settings.setting(self.config, "CLAIM_FETCH_TIMEOUT")),
-            max_bytes=int(settings.setting(self.config, "CLAIM_MAX_BYTES")),
-            allow_private=settings.setting(self.config, "CLAIM_ALLOW_PRIVATE_ADDRESSES").strip().lower() in ("on", "true", "1", "yes"),
-        )
+    def thing_owners(self, ids):
+        return things.thing_owners(self.db, ids)
+
+    @rpc
+    def request_claim(self, user_id, thing_id):
+        """Queue a check of the thing's page for ``user_id``'s mark; answers the check (``state``
+        ``pending``, or already ``passed``/``failed``). Poll it with ``get_verification``."""
+        return verifications.request_page(self.db, self.events, user_id, thing_id, self._limits())
+
+    @rpc
+    def claim_status(self, user_id, thing_id):
+        return verifications.latest_claim(self.db, user_id, thing_id)
+
+    @rpc
+    def request_host(self, user_id, host):
+        """Queue a check of ``host`` for ``user_id``; answers the check as ``request_claim`` does."""
+        return verifications.request_host(self.db, user_id, host, self._limits())
+
+    @rpc
+    def get_verification(self, user_id, verification_id):
+        return verifications.get(self.db, user_id, verification_id)
+
+    @rpc
+    def host_status(self, user_id, host):
+        return verifications.host_status(self.db, user_id, host, self._limits().rules.allow_private)
+
+    @rpc
+    def list_hosts(self, user_id):
+        return hosts.list_hosts(self.db, user_id)
+
+    @rpc
+    def give_up_host(self, user_id, host):
+        hosts.give_up(self.db, user_id, sites.parse_host(host, self._limits().rules.allow_private))
+
+    @verification_pool
+    def run_verification(self):
+        """One queued ownership check, on the verification pool; returns whether there was one."""
+        return verifications.run_next(self.db, self.events, self._limits())
 
     # -- addresses, passwords, profile and privacy, notices, leaving (for the web pages) ---------
 

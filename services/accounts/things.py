@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from services.accounts import rules
+from services.accounts import hosts, rules
 from services.accounts.models import Thing, User
 from services.common.errors import Conflict, Forbidden, InvalidParameters, NotFound
 from services.common.paging import offset, page_and_count
@@ -35,6 +35,7 @@ def thing_dict(thing: Thing, owner: User | None) -> dict:
         "created_at": unix(thing.created_at),
         "updated_at": unix(thing.updated_at),
         "owner": {"id": owner.id, "username": owner.username} if owner else None,
+        "verified": bool(thing.owner_verified),
     }
 
 
@@ -55,19 +56,33 @@ def live_thing(db, thing_id, lock=False) -> Thing:
 
 
 def record_event(db, events, event_type: str, thing: Thing) -> None:
+    """``thing.created|updated|claimed|deleted`` as the other services read them (the ownership
+    contract: settlement pays only a verified owner)."""
     events.record(
         db,
         event_type,
-        {"thing_id": thing.id, "owner_id": thing.owner_id, "url": thing.url, "title": thing.title, "hidden": bool(thing.hidden)},
+        {
+            "thing_id": thing.id,
+            "owner_id": thing.owner_id,
+            "verified": bool(thing.owner_verified),
+            "url": thing.url,
+            "title": thing.title,
+            "hidden": bool(thing.hidden),
+        },
     )
 
 
-def commit_change(db, events, event_type: str, thing: Thing) -> dict:
-    """Stamp ``thing`` as changed, tell the other services (``event_type``) and commit; returns
-    the thing as the RPCs answer it."""
+def record_change(db, events, event_type: str, thing: Thing) -> None:
+    """Stamp ``thing`` as changed and tell the other services (``event_type``), in the caller's
+    transaction."""
     thing.updated_at = func.now()
     db.flush()
     record_event(db, events, event_type, thing)
+
+
+def commit_change(db, events, event_type: str, thing: Thing) -> dict:
+    """``record_change`` and commit; returns the thing as the RPCs answer it."""
+    record_change(db, events, event_type, thing)
     db.commit()
     db.refresh(thing)
     return with_owners(db, [thing])[0]
@@ -77,11 +92,14 @@ def _live_id_at(db, url):
     return db.scalar(select(Thing.id).where(Thing.url == url, Thing.deleted_at.is_(None)))
 
 
-def _insert(db, owner_id, url, fields) -> Thing:
+def _insert(db, claimant, url, fields) -> Thing:
+    """A new thing at ``url`` registered by ``claimant`` (None: flattred by URL); its owner and
+    whether they are verified follow from the verified hosts (``hosts.owner_of_new_thing``)."""
     existing = _live_id_at(db, url)
     if existing:
         raise Conflict("a thing with this url already exists", existing_id=existing)
-    thing = Thing(owner_id=owner_id, url=url, **fields)
+    owner_id, verified, host = hosts.owner_of_new_thing(db, url, claimant)
+    thing = Thing(owner_id=owner_id, owner_verified=verified, host=host, url=url, **fields)
     db.add(thing)
     try:
         db.flush()
@@ -105,7 +123,8 @@ def create_thing(db, events, owner_id, fields) -> dict:
 
 
 def create_unclaimed_thing(db, events, url, title=None) -> dict:
-    """A thing flattred by URL before its creator joined: no owner, titled from the URL."""
+    """A thing flattred by URL before its creator joined, titled from the URL: no owner, or the
+    holder of its verified host."""
     url = rules.validate_url(url)
     fields = rules.validate_thing_fields({"title": title or title_from_url(url)}, creating=True)
     thing = _insert(db, None, url, fields)
@@ -123,12 +142,12 @@ def get_things(db, ids) -> list[dict]:
 
 
 def thing_owners(db, ids) -> dict:
-    """``{thing_id: {"owner_id", "verified"}}`` for settlement's replica, deleted things included
-    (their clicks are still paid for); unknown ids are left out."""
+    """``{str(thing_id): {"owner_id": int or None, "verified": bool}}`` for settlement's
+    replica, deleted things included (their clicks are still paid for); unknown ids are left out."""
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or len(ids) > 1000:
         raise InvalidParameters("up to 1000 integer ids")
-    rows = db.execute(select(Thing.id, Thing.owner_id).where(Thing.id.in_(ids))).all()
-    return {str(r.id): {"owner_id": r.owner_id, "verified": r.owner_id is not None} for r in rows}
+    rows = db.execute(select(Thing.id, Thing.owner_id, Thing.owner_verified).where(Thing.id.in_(ids))).all()
+    return {str(r.id): {"owner_id": r.owner_id, "verified": bool(r.owner_verified)} for r in rows}
 
 
 def _owned(db, user_id, thing_id, doing: str) -> Thing:
@@ -182,8 +201,9 @@ def lookup_url(db, url) -> int:
 
 def thing_for_url(db, events, url) -> dict:
     """The thing to flattr for ``url``: the registered thing; for an auto-submit URL, its thing,
-    created on this first flattr and owned by its ``user_id``; for any other http(s) URL, an
-    unclaimed thing titled from the URL. Returns ``{"id", "created"}``."""
+    created on this first flattr and owned by its ``user_id`` (unverified unless they verified
+    its host); for any other http(s) URL, an unclaimed thing titled from the URL (or, on a
+    verified host, its holder's). Returns ``{"id", "created"}``."""
     url = rules.validate_url(url)
     auto = rules.auto_submit(url)
     target = rules.validate_url(auto.url) if auto else url

@@ -25,10 +25,10 @@ _engines_lock = threading.Lock()
 
 
 def _pool_limit() -> int:
-    """Connections a process may open: one per RPC worker and per event worker (their pools are
-    separate, see ``services.common.runner``), and a few for the outbox relays and one-off work,
-    so no worker ever waits for a connection another kind of work holds."""
-    return settings.get_int("RPC_WORKERS") + settings.get_int("EVENT_WORKERS") + 4
+    """Connections a process may open: one per RPC worker, per event worker and per ownership-check
+    worker (their pools are separate, see ``services.common.runner``), and a few for the outbox
+    relays and one-off work, so no worker ever waits for a connection another kind of work holds."""
+    return settings.get_int("RPC_WORKERS") + settings.get_int("EVENT_WORKERS") + settings.get_int("CLAIM_WORKERS") + 4
 
 
 def engine_for(url: str, **kwargs) -> Engine:

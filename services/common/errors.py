@@ -90,6 +90,13 @@ class Subscribed(DomainError):
 
 
 @deserialize_to_instance
+class RateLimited(DomainError):
+    """One user asked for too much of something costly for now (ownership checks): try later."""
+
+    code, status = "rate_limit_exceeded", 403
+
+
+@deserialize_to_instance
 class Unavailable(DomainError):
     """The service's database (or another dependency) is not answering: try again shortly."""
 

@@ -7,8 +7,10 @@ size, shared by all its entrypoints: a backlog of events would take every worker
 prefetched message slot) and leave the service's RPCs waiting behind it. So each service class
 runs as two containers in the process (``ServiceGroup``): one for its RPCs, one for its
 background work (event handlers and timers), each with its own worker limit (``RPC_WORKERS``,
-``EVENT_WORKERS``) and its own broker channel. Both have the class's name, so queue names and
-routing are nameko's usual ones; the database pool is sized for both (``services.common.db``).
+``EVENT_WORKERS``) and its own broker channel. An entrypoint that names another worker setting
+(``worker_setting``, as the accounts service's verification pool does) gets a third container
+with that many workers. All have the class's name, so queue names and routing are nameko's usual
+ones; the database pool is sized for them all (``services.common.db``).
 """
 from __future__ import annotations
 
@@ -45,8 +47,11 @@ def nameko_config(service: str) -> dict:
     return config
 
 
-def _is_rpc(entrypoint) -> bool:
-    return isinstance(entrypoint, Rpc)
+def _worker_setting(entrypoint) -> str:
+    """The setting that sizes the worker pool of the container running ``entrypoint``."""
+    if isinstance(entrypoint, Rpc):
+        return "RPC_WORKERS"
+    return getattr(entrypoint, "worker_setting", "EVENT_WORKERS")
 
 
 class _PartContainer(ServiceContainer):
@@ -61,7 +66,7 @@ class _PartContainer(ServiceContainer):
 
 
 class ServiceGroup:
-    """Runs service classes, each split into an RPC container and a background-work container.
+    """Runs service classes, each split into a container per worker pool (RPCs, background work).
     The same interface as nameko's ``ServiceRunner`` (add_service, start, stop, kill, wait)."""
 
     def __init__(self, config: dict):
@@ -69,12 +74,11 @@ class ServiceGroup:
         self.containers: list[ServiceContainer] = []
 
     def add_service(self, cls) -> None:
-        rpc_workers = int(settings.setting(self.config, "RPC_WORKERS"))
-        event_workers = int(settings.setting(self.config, "EVENT_WORKERS"))
-        for keep, workers in ((_is_rpc, rpc_workers), (lambda e: not _is_rpc(e), event_workers)):
-            container = _PartContainer(cls, self.config, keep, workers)
-            if container.entrypoints:
-                self.containers.append(container)
+        used = {_worker_setting(e) for e in ServiceContainer(cls, self.config).entrypoints}
+        pools = sorted(used, key=lambda pool: (pool != "RPC_WORKERS", pool != "EVENT_WORKERS", pool))  # RPCs start first
+        for pool in pools:
+            keep = lambda e, pool=pool: _worker_setting(e) == pool  # noqa: E731
+            self.containers.append(_PartContainer(cls, self.config, keep, int(settings.setting(self.config, pool))))
 
     @property
     def service_names(self) -> list[str]:

@@ -119,13 +119,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CLAIM_FETCH_TIMEOUT",
         "5",
-        "seconds a claim check may take to fetch the thing's page, redirects included (keep it below `RPC_TIMEOUT`)",
+        "seconds an ownership check may take to fetch a page, redirects included (a host check fetches twice)",
     ),
     Setting("CLAIM_MAX_BYTES", "1048576", "largest page a claim check reads; a larger page is refused"),
     Setting(
         "CLAIM_ALLOW_PRIVATE_ADDRESSES",
         "off",
-        "`on` lets claim checks fetch private, loopback and link-local addresses (tests and local demos only)",
+        "`on` lets ownership checks fetch private, loopback and link-local addresses over http and on any port "
+        "(hosts are then read over http and named with their port: tests and local demos only)",
+    ),
+    Setting("CLAIM_WORKERS", "4", "ownership checks (claims, host verifications) run at once per accounts process, apart from its RPCs"),
+    Setting("CLAIM_CHECKS_PER_HOUR", "20", "ownership checks one user may ask for in an hour"),
+    Setting("CLAIM_VERDICT_SECONDS", "60", "how long a failed ownership check is answered again as it was, without fetching"),
+    Setting(
+        "CLAIM_ANSWER_SECONDS",
+        "6",
+        "how long the gateway waits for an ownership check's outcome before answering 202 (pending) for the client to poll",
+    ),
+    Setting(
+        "TOTP_ENCRYPTION_KEYS",
+        None,
+        "comma-separated Fernet keys sealing users' two-factor secrets in the accounts database (the first seals, all open: "
+        "rotate by putting a new key first); unset: two-factor set-up is refused. Make one with "
+        "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`",
     ),
     Setting("SETTLEMENT_FEE_BPS", "1000", "platform fee on each reader's period amount, in basis points (1000 = 10%), rounded down to the cent"),
     Setting("SETTLEMENT_NO_CLICKS_POLICY", "rollover", "readers without clicks in a period: `rollover` (nothing charged) or `charity` (their budget goes to the charity account)"),

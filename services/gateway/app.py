@@ -25,6 +25,7 @@ from services.gateway.views.api import api
 from services.gateway.views.button import button
 from services.gateway.views.flattr import flattr
 from services.gateway.views.money import money
+from services.gateway.views.ownership import ownership
 from services.gateway.views.platform import platform
 from services.gateway.views.web import web
 from services.gateway.views import pages
@@ -67,9 +68,6 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     request_seconds = float(overrides.get("REQUEST_DEADLINE") or settings.get_float("REQUEST_DEADLINE"))
     app.before_request(lambda: deadline.start(request_seconds))
 
-    if settings.get_float("RPC_TIMEOUT") <= settings.get_float("CLAIM_FETCH_TIMEOUT") + 1:
-        # a claim's answer waits for accounts to fetch the thing's page
-        log.warning("RPC_TIMEOUT should be above CLAIM_FETCH_TIMEOUT (plus a second), or slow claims answer 503")
     app.extensions["rpc"] = rpc or RpcPool(
         settings.get("AMQP_URI"), size=settings.get_int("RPC_POOL_SIZE"), timeout=settings.get_float("RPC_TIMEOUT")
     )
@@ -85,6 +83,7 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
     app.extensions["clicks"] = clicks or ClickClient(settings.get("AMQP_URI"), timeout=settings.get_float("CLICK_TIMEOUT"))
 
     app.register_blueprint(api)
+    app.register_blueprint(ownership)
     app.register_blueprint(money)
     app.register_blueprint(flattr)
     app.register_blueprint(admin)
@@ -95,6 +94,7 @@ def create_app(overrides: dict | None = None, rpc: RpcPool | None = None, clicks
 
     csrf = CSRFProtect(app)
     csrf.exempt(api)
+    csrf.exempt(ownership)
     csrf.exempt(money)
     csrf.exempt(flattr)
     csrf.exempt(admin)

@@ -66,6 +66,8 @@ def thing(data: dict, caller=None) -> dict:
         "created_at": data["created_at"],
         "flattrs": data.get("flattrs", 0),
         "owner": small_user(owner),
+        # whether the owner proved the thing is theirs; an unverified owner's shares wait in escrow
+        "verified": bool(data.get("verified", False)),
     }
     if caller is not None:
         out["flattred"] = bool(data.get("flattred", False))
@@ -73,3 +75,29 @@ def thing(data: dict, caller=None) -> dict:
             out["updated_at"] = data["updated_at"]
             out["last_flattr_at"] = data.get("last_flattr_at")
     return out
+
+
+def check(data: dict) -> dict:
+    """An ownership check: of a thing's page (``kind`` page) or of a host."""
+    return {
+        "type": "check",
+        "kind": data["kind"],
+        "state": data["state"],
+        "reason": data["reason"],
+        "thing": data["thing_id"],
+        "host": data["target"] if data["kind"] == "host" else None,
+        "created_at": data["created_at"],
+        "finished_at": data["finished_at"],
+    }
+
+
+def host(data: dict) -> dict:
+    """A host the caller verified (or is verifying: ``verified`` false, with the latest check)."""
+    return {
+        "type": "host",
+        "host": data["host"],
+        "verified": data["verified"],
+        "method": data["method"],
+        "verified_at": data["verified_at"],
+        "check": check(data["check"]) if data.get("check") else None,
+    }

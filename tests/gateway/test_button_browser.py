@@ -170,3 +170,34 @@ def test_embedded_button_flattrs_through_the_first_party_window(gateway, browser
     # the flattr window closed itself
     wait.until(lambda d: d.window_handles == [main])
     assert requests.get(f"{gateway}/rest/v2/things/{thing_id}").json()["flattrs"] == 1
+
+
+def test_load_js_does_not_show_a_thing_someone_else_registered_for_the_page(gateway, browser, third_party_site):
+    """A squatter registered the creator's post before the creator did: the creator's page, whose
+    button names the creator (``data-flattr-uid``), must not show the squatter's thing."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    creator, creator_headers = user_with_token(gateway)
+    _, squatter_headers = user_with_token(gateway)
+    squatted_url = f"https://blog.example/{uuid.uuid4().hex}"
+    create_thing(gateway, squatter_headers, url=squatted_url, title="Someone else's post")
+    own_url = f"https://blog.example/{uuid.uuid4().hex}"
+    own_id = create_thing(gateway, creator_headers, url=own_url, title="The creator's post")
+
+    page = third_party_site(
+        f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>The creator's blog</title></head>
+<body>
+<p><a id="squatted" data-flattr-url="{squatted_url}" data-flattr-uid="{creator['username']}" href="{squatted_url}">Flattr</a></p>
+<p><a id="own" data-flattr-url="{own_url}" data-flattr-uid="{creator['username']}" href="{own_url}">Flattr</a></p>
+<script src="{gateway}/js/load.js" async></script>
+</body></html>"""
+    )
+    wait = WebDriverWait(browser, 10)
+    browser.get(page)
+    wait.until(lambda d: d.find_elements(By.ID, "squatted") and d.find_element(By.ID, "squatted").get_attribute("data-flattr-done") == "owner-mismatch")
+    frames = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe.FlattrButtonFrame"))
+    # only the creator's own thing became a button; the squatted link stays a plain link
+    assert [f.get_attribute("src") for f in frames] == [f"{gateway}/button/{own_id}"]
+    assert browser.find_element(By.ID, "squatted").tag_name == "a"

@@ -6,7 +6,7 @@ import requests
 from tests.factories import bearer, create_thing, personal_token, sign_up, user_with_token
 
 THING_KEYS = {"type", "resource", "link", "id", "url", "title", "description", "language", "category", "tags",
-              "hidden", "image", "created_at", "flattrs", "owner"}
+              "hidden", "image", "created_at", "flattrs", "owner", "verified"}
 
 
 def test_create_then_read_a_thing_in_flattrs_shape(gateway):
@@ -29,6 +29,8 @@ def test_create_then_read_a_thing_in_flattrs_shape(gateway):
     assert thing["hidden"] is False
     assert thing["flattrs"] == 0
     assert thing["owner"]["username"] == user["username"]
+    # registered on the owner's word: theirs, unverified until they claim its page or host
+    assert thing["verified"] is False and body["verified"] is False
     assert isinstance(thing["created_at"], int)
     # the owner also sees updated_at
     assert "updated_at" in requests.get(f"{gateway}/rest/v2/things/{body['id']}", headers=headers).json()

@@ -12,3 +12,20 @@ def world(db):
     with Session(db) as session:
         w.seed(session)
     return w
+
+
+@pytest.fixture
+def start_accounts(start_services, rpc):
+    """``start_accounts(**settings)``: the accounts service with these settings; its RPC proxy."""
+    from services.accounts.service import AccountsService
+
+    def start(**settings):
+        start_services(AccountsService, **settings)
+        return rpc.accounts
+
+    return start
+
+
+@pytest.fixture
+def accounts(start_accounts):
+    return start_accounts()

@@ -2,14 +2,7 @@
 import pytest
 from sqlalchemy import text
 
-from services.accounts.service import AccountsService
 from services.common.errors import Conflict, Forbidden, InvalidParameters, NotFound, Unauthorized
-
-
-@pytest.fixture
-def accounts(start_services, rpc):
-    start_services(AccountsService)
-    return rpc.accounts
 
 
 def test_registered_user_can_sign_in_and_password_is_hashed(accounts, db):
@@ -98,35 +91,6 @@ def test_failed_call_writes_nothing(accounts, db):
         assert conn.execute(text("SELECT count(*) FROM accounts.users")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM accounts.things")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM accounts.outbox")).scalar() == 0
-
-
-def test_claim_moves_an_unclaimed_thing_once_and_records_thing_claimed(accounts, db):
-    from services.common.errors import ClaimRefused
-    from tests.pages import PageServer, claim_page
-
-    pages = PageServer()
-    try:
-        alice = accounts.register_user("alice", "alice@example.com", "a long password")
-        bob = accounts.register_user("bob", "bob@example.com", "a long password")
-        url = pages.serve("/post", claim_page(owner="alice"))
-        thing = accounts.create_unclaimed_thing(url)
-        with pytest.raises(ClaimRefused, match="no payment link or flattr:owner meta naming you"):
-            accounts.claim_thing(bob["id"], thing["id"])
-        with pytest.raises(NotFound):
-            accounts.claim_thing(alice["id"], 424242)
-        claimed = accounts.claim_thing(alice["id"], thing["id"])
-        assert claimed["owner"] == {"id": alice["id"], "username": "alice"}
-        with pytest.raises(Forbidden, match="already owned by someone else"):
-            accounts.claim_thing(bob["id"], thing["id"])
-        with pytest.raises(Forbidden, match="you already own this thing"):
-            accounts.claim_thing(alice["id"], thing["id"])
-    finally:
-        pages.close()
-    with db.connect() as conn:
-        events = conn.execute(text("SELECT body FROM accounts.outbox WHERE event_type = 'thing.claimed'")).scalars().all()
-        owner = conn.execute(text("SELECT owner_id FROM accounts.things WHERE id = :i"), {"i": thing["id"]}).scalar()
-    assert owner == alice["id"]
-    assert [e["data"] for e in events] == [{"thing_id": thing["id"], "owner_id": alice["id"], "url": url, "title": thing["title"], "hidden": False}]
 
 
 def test_many_tokens_are_checked_in_one_call_keyed_by_their_digest(accounts):

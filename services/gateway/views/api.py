@@ -12,7 +12,6 @@ from services.gateway import rpc
 from services.gateway import params, representations as rep
 from services.gateway.auth import current_caller, password_required, require
 from services.gateway.errors import ApiError
-from services.gateway.rpc import ServiceUnavailable
 
 api = Blueprint("api", __name__, url_prefix="/rest/v2")
 
@@ -121,7 +120,13 @@ def create_thing():
     except Conflict as exc:
         location = rep.api_url(f"/things/{exc.existing_id}")
         raise ApiError(409, "conflict", "a thing with this url already exists", {"Location": location}, {"location": location}) from None
-    body = {"id": created["id"], "link": rep.api_url(f"/things/{created['id']}"), "message": "ok", "description": "Thing was created successfully"}
+    body = {
+        "id": created["id"],
+        "link": rep.api_url(f"/things/{created['id']}"),
+        "message": "ok",
+        "description": "Thing was created successfully",
+        "verified": created["verified"],
+    }
     return jsonify(body), 201
 
 
@@ -154,21 +159,6 @@ def post_thing(thing_id):
 def delete_thing(thing_id):
     rpc.call("accounts", "delete_thing", current_caller().user_id, thing_id)
     return Response(status=204)
-
-
-@api.post("/things/<int:thing_id>/claim")
-@require("thing")
-def claim_thing(thing_id):
-    """Claim an unclaimed thing: accounts fetches its page and looks for the caller's name on it
-    (up to CLAIM_FETCH_TIMEOUT seconds, below RPC_TIMEOUT). No body is read."""
-    caller = current_caller()
-    claimed = rpc.call("accounts", "claim_thing", caller.user_id, thing_id)
-    try:
-        claimed = with_counts([claimed], caller)[0]
-    except ServiceUnavailable:
-        # the claim is committed: answer it, without the counts, rather than a 503 that reads as "not done"
-        pass
-    return jsonify({"message": "ok", "description": "Thing was claimed successfully", "thing": rep.thing(claimed, caller)})
 
 
 @api.get("/users/<username>/things", strict_slashes=False)

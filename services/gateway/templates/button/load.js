@@ -8,7 +8,9 @@
  * Optional attributes, used when the thing is not registered yet and data-flattr-uid (or the old
  * rev="flattr;uid:USERNAME;..." form) names its creator: data-flattr-title, -description, -tags,
  * -category, -language, -hidden. Such a thing shows as a link to its auto-submit page, where the
- * first flattr registers it. Call FlattrLoader.setup() again after adding buttons to the page.
+ * first flattr registers it. A thing whose owner is not the data-flattr-uid (or rev uid) user is
+ * not shown: the element is left as it is (data-flattr-done="owner-mismatch"). Call
+ * FlattrLoader.setup() again after adding buttons to the page.
  */
 (function () {
   "use strict";
@@ -97,6 +99,12 @@
       if (response.ok) {
         return response.json().then(function (thing) {
           if (typeof thing.id !== "number") throw new Error("unexpected answer");
+          if (opts.uid && thing.owner && thing.owner.username !== opts.uid) {
+            // someone else registered this page's URL: the page's creator is opts.uid, and a
+            // button for another user's thing would send this page's flattrs to them
+            element.setAttribute(DONE, "owner-mismatch");
+            return;
+          }
           element.replaceWith(buttonFrame(thing.id, thing.title));
         });
       }
