@@ -1,8 +1,8 @@
 """oauth: clients without a secret, PKCE challenges, used codes remembered (a replay revokes
 the token the code issued)
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 from alembic import op
 import sqlalchemy as sa

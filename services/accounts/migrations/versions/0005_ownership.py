@@ -4,14 +4,14 @@ Things owned before this revision were owned on the owner's word (registered or 
 they start unverified, like any thing registered now on a host its owner has not verified. The
 owners keep them, and verify them by a claim of the page or of the host.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0003'
-down_revision = '0002'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
