@@ -386,6 +386,8 @@ class Client:
         call, body = self.call("thing", "POST", "/rest/v2/things", token=user.token, json={"url": url, "title": f"Soak thing {n}"}, meta={"user": user.name, "url": url})
         if call.status == 201 and body:
             self.model.add_thing(Thing(body["id"], url, user.name))
+            # the page names its creator: claiming it proves it theirs, so its shares become revenue
+            self.call("claim", "POST", f"/rest/v2/things/{body['id']}/claim", token=user.token, meta={"user": user.name, "thing": body["id"], "honest": True})
 
     def flattr_id(self, user: User) -> None:
         thing = self.model.pick_thing(self.rng)
@@ -975,7 +977,8 @@ class Soak:
             "JOIN settlement.transactions t ON t.id = p.transaction_id WHERE a.kind = 'wallet' GROUP BY a.owner_id, t.id, t.created_at ORDER BY t.id"
         ):
             wallet_moves[owner].append((tid, created, int(amount)))
-        owners_now = dict(self.sql("SELECT id, owner_id FROM accounts.things"))
+        # only a verified owner is paid; an unverified one's shares wait in escrow like an unclaimed thing's
+        owners_now = dict(self.sql("SELECT id, owner_id FROM accounts.things WHERE owner_verified"))
         account_of = {(k, o): i for i, k, o in self.sql("SELECT id, kind, owner_id FROM settlement.ledger_accounts")}
         readers = charged_total = concurrent = 0
         for period, fee_bps, policy, sealed_at, tx, tx_created, settled_at, totals in settled:
@@ -1054,7 +1057,7 @@ class Soak:
                     if escrowed != share:
                         self.fail("settlements", f"{period}: thing {tid} escrow got {escrowed}, recomputed {share}")
                     if credit[1] == "held" and owners_now.get(tid) is not None:
-                        self.fail("settlements", f"{period}: thing {tid} is owned by {owners_now[tid]} now but its share is still held in escrow")
+                        self.fail("settlements", f"{period}: thing {tid} is owned by {owners_now[tid]} (verified) now but its share is still held in escrow")
                 elif share:
                     owner = owners_now.get(tid)
                     if owner is None:

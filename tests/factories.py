@@ -48,6 +48,21 @@ def create_thing(base: str, headers: dict, url: str | None = None, **fields) -> 
     return response.json()["id"]
 
 
+def verified_thing(base: str, headers: dict, user: dict, pages, path: str | None = None, **fields) -> int:
+    """A thing whose ownership its creator has proven: registered on a page of ``pages`` (a
+    ``tests.pages.PageServer``) that names them, then claimed, so its shares are their revenue."""
+    from tests.pages import claim_page
+
+    url = pages.serve(path or f"/post-{uuid.uuid4().hex[:8]}", claim_page(owner=user["username"]))
+    thing_id = create_thing(base, headers, url=url, **fields)
+    response = requests.post(f"{base}/rest/v2/things/{thing_id}/claim", headers=headers, timeout=20)
+    if response.status_code == 202:  # the check outlived the request: it goes on in accounts
+        assert eventually(lambda: requests.get(f"{base}/rest/v2/things/{thing_id}/claim", headers=headers, timeout=10).json()["state"] == "passed", timeout=20)
+    else:
+        assert response.status_code == 200 and response.json()["thing"]["verified"] is True, response.text
+    return thing_id
+
+
 # the test gateways' admin token (tests/conftest.py): as long as the gateway demands
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghijklmnop"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -8,7 +8,8 @@ Closing settles money first, in this order:
   (``user.deleted``, heard by clicks), its profile and address are erased (the username becomes
   ``deleted-<id>``; the row stays, so the ledger's references keep a name), and its things lose
   their owner: they stay in the catalogue, and what readers give them waits in their escrow for
-  a creator who proves the page is theirs, or goes back to the readers after the hold;
+  a creator who proves the page is theirs, or goes back to the readers after the hold; the
+  hosts it verified are given up;
 - the flattrs it made in the open period are settled when that period closes, with the budget
   in force then, like everyone's, and its things' shares of that period reach its revenue;
 - then settlement pays out everything the wallet and the revenue hold, in one final payout
@@ -21,7 +22,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from services.accounts import mail_texts
-from services.accounts.models import AccessToken, OAuthClient, QueuedMail, Thing, User
+from services.accounts.models import AccessToken, OAuthClient, QueuedMail, Thing, User, VerifiedHost
 from services.common.times import unix
 
 
@@ -73,8 +74,11 @@ def close(session, events, mailer, user: User) -> None:
         events.record(session, "token.revoked", {"token_id": token_id, "user_id": owner})
     if clients:
         session.execute(OAuthClient.__table__.delete().where(OAuthClient.id.in_(clients)))
+    # the hosts it proved are free for their next holder to prove
+    session.execute(VerifiedHost.__table__.delete().where(VerifiedHost.user_id == user.id))
     for thing in session.scalars(select(Thing).where(Thing.owner_id == user.id).order_by(Thing.id).with_for_update()):
         thing.owner_id = None
+        thing.owner_verified = False
         thing.updated_at = func.now()
         events.record(session, "thing.claimed", {"thing_id": thing.id, "owner_id": None, "verified": False, "url": thing.url,
                                                   "title": thing.title, "hidden": bool(thing.hidden)})

@@ -155,10 +155,20 @@ def walk(journey: Journey, browser) -> None:
     journey.look(creator, "embed")
     snippet = creator.locator("#snippet-loadjs ~ pre code").inner_text()
     assert "/js/load.js" in snippet and post_url in snippet, snippet
+    # the creator proves the post is theirs: an owner mark in its head, then "Check now"
     pages["/posts/slow-bread.html"] = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Slow bread</title></head><body>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Slow bread</title>"
+        f"<meta name='flattr:owner' content='{creator_name}'></head><body>"
         f"<main><h1>Slow bread, fast mornings</h1><p>An overnight dough...</p>{snippet}</main></body></html>"
     )
+    creator.goto(f"{BASE}/dashboard")
+    expect(creator.locator("#my-things")).to_contain_text("not verified")
+    creator.click("#my-things a")
+    expect(creator.locator("#claim-title")).to_be_visible()
+    journey.look(creator, "thing-unverified")
+    creator.click("#claim-button")
+    expect(creator.locator(".notice.ok")).to_contain_text("this thing is yours")
+    expect(creator.locator("#claim-title")).to_have_count(0)
 
     # -- a reader signs up, sets a budget, funds the wallet ----------------------------------
     reader_context = browser.new_context(viewport=DESKTOP)

@@ -18,8 +18,13 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
     token = requests.post(f"{base}/rest/v2/user/tokens", auth=("devuser", PASSWORD), data={"scope": "thing wallet payout"}).json()["access_token"]
     token_all = requests.post(f"{base}/rest/v2/user/tokens", auth=("devuser", PASSWORD), data={"scope": "thing flattr"}).json()["access_token"]
     assert requests.put(f"{base}/rest/v2/user/budget", data={"amount": "500"}, headers=bearer(token)).status_code == 200
-    created = requests.post(f"{base}/rest/v2/things", data={"url": "https://dev.example/", "title": "Made in dev"}, headers=bearer(token))
-    assert created.status_code == 201
+    # on a page of theirs that names them, so a claim proves it theirs and its shares are revenue
+    pages = PageServer()
+    own_page = pages.serve("/made-in-dev", claim_page(owner="devuser"))
+    created = requests.post(f"{base}/rest/v2/things", data={"url": own_page, "title": "Made in dev"}, headers=bearer(token))
+    assert created.status_code == 201 and created.json()["verified"] is False
+    proven = requests.post(f"{base}/rest/v2/things/{created.json()['id']}/claim", headers=bearer(token))
+    assert proven.status_code == 200 and proven.json()["thing"]["verified"] is True, proven.text
     # the session cookie works across the gateway's worker processes (one secret for all of them)
     assert requests.get(f"{base}/signup").status_code == 200
 
@@ -46,7 +51,6 @@ def test_dev_stack_is_ready_within_60_seconds_serves_and_stops_within_3(dev_stac
 
     # a period: a reader funds and flattrs devuser's thing and a page nobody claimed yet; the
     # operator closes the period; the settlement pays devuser and holds the page's share in escrow
-    pages = PageServer()
     try:
         page = pages.url("/unclaimed-post")
         assert requests.post(f"{base}/rest/v2/users", json={"username": "devreader", "email": "r@example.com", "password": PASSWORD}).status_code == 201

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from services.settlement import rules
-from tests.factories import ADMIN, bearer, create_thing, deposit, eventually, ledger_check, personal_token, sign_up
+from tests.factories import ADMIN, bearer, create_thing, deposit, eventually, ledger_check, personal_token, sign_up, verified_thing
 from tests.pages import PageServer, Route, claim_page
 
 
@@ -53,7 +53,7 @@ def wait_for_means(base, headers):
 def test_a_period_from_deposits_to_claimed_and_refunded_escrow(gateway, pages, rpc):
     base = gateway
     creator, creator_headers = member(base)
-    owned = create_thing(base, creator_headers)
+    owned = verified_thing(base, creator_headers, creator, pages)
     claimer, claimer_headers = member(base)
     to_claim = pages.url("/to-claim")
     to_refund = pages.url("/nobody-claims-this")

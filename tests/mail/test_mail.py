@@ -11,7 +11,7 @@ from kombu import Connection, Exchange, Producer
 from sqlalchemy import text
 
 from testsupport.mailbox import Mailbox, body, link
-from tests.factories import ADMIN, PASSWORD, bearer, create_thing, deposit, eventually, personal_token, sign_up, unique_username
+from tests.factories import ADMIN, PASSWORD, bearer, deposit, eventually, personal_token, sign_up, unique_username, verified_thing
 from tests.web.browsing import csrf_token, web_sign_in
 
 
@@ -102,13 +102,13 @@ def test_mail_waits_while_the_smtp_server_is_away(site, mailbox, db):
     assert len(mailbox.to(user["email"])) == 1
 
 
-def test_notices_of_a_settled_period_and_a_payout_come_once(site, mailbox, amqp_uri, db):
+def test_notices_of_a_settled_period_and_a_payout_come_once(site, mailbox, amqp_uri, db, pages):
     creator, reader = sign_up(site), sign_up(site)
     for user in (creator, reader):
         confirm(site, mailbox.wait_for(user["email"], "Confirm")[0])
-    creator_api = bearer(personal_token(site, creator, "thing"))
-    reader_api = bearer(personal_token(site, reader, "flattr"))
-    thing = create_thing(site, creator_api)
+    creator_api = bearer(personal_token(site, creator, "thing payout"))
+    reader_api = bearer(personal_token(site, reader, "flattr wallet"))
+    thing = verified_thing(site, creator_api, creator, pages)
     requests.put(f"{site}/rest/v2/user/budget", json={"amount": 2000}, headers=reader_api)
     assert deposit(site, reader_api, 3000).status_code == 201
     assert eventually(lambda: requests.post(f"{site}/rest/v2/things/{thing}/flattr", headers=reader_api).status_code == 200)

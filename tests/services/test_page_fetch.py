@@ -289,7 +289,7 @@ def test_a_child_that_misses_its_deadline_is_killed():
     page_marks.read_marks("<p>warm</p>", "https://blog.example/", 2)
     child = page_marks._idle[-1].process
     with pytest.raises(page_marks.Unreadable):
-        page_marks.read_marks(hostile, "https://blog.example/", 0.5)
+        page_marks.read_marks(hostile, "https://blog.example/", 0.005)  # a deadline no machine meets for this page
     assert child.poll() is not None  # killed, not left parsing
     assert page_marks.read_marks(OWNER, "https://blog.example/", 2).names("alice")
 
@@ -323,7 +323,9 @@ def test_a_page_no_parser_reads_in_linear_time_is_bounded(junk):
     assert time.monotonic() - started < 10
 
 
-def test_a_page_that_does_not_parse_in_time_is_refused_with_a_reason(pages):
+def test_a_page_that_does_not_parse_in_time_is_refused_with_a_reason(pages, monkeypatch):
+    # a deadline no machine parses this page within: the refusal, not the machine's speed, is tested
+    monkeypatch.setattr(page_checks, "PARSE_SECONDS", 0.05)
     url = pages.serve("/hostile", ("<head><meta " + "".join(f'a{i}="x" ' for i in range(MEGABYTE // 12))).encode())
     with pytest.raises(ClaimRefused, match=f"could not read {url}: the page could not be parsed in time"):
         page_checks.check_page(url, "alice", page_fetch.Rules(5, 2 * MEGABYTE, True))

@@ -3,19 +3,19 @@ the wallet and revenue leave in one final payout; sign-in and tokens end at once
 lose their owner, the subscriptions end."""
 import requests
 
-from tests.factories import ADMIN, PASSWORD, bearer, create_thing, deposit, eventually, personal_token, sign_up
+from tests.factories import ADMIN, PASSWORD, bearer, deposit, eventually, personal_token, sign_up, verified_thing
 from tests.web.browsing import submit, web_sign_in
 
 API = "/rest/v2"
 
 
-def test_closing_settles_the_period_then_pays_out_wallet_and_revenue(gateway, rpc, db):
+def test_closing_settles_the_period_then_pays_out_wallet_and_revenue(gateway, rpc, db, pages):
     author = sign_up(gateway)
-    author_api = bearer(personal_token(gateway, author, "thing flattr"))
-    post = create_thing(gateway, author_api, title="The author's post")
+    author_api = bearer(personal_token(gateway, author, "thing flattr payout"))
+    post = verified_thing(gateway, author_api, author, pages, title="The author's post")
     leaver = sign_up(gateway)
-    leaver_api = bearer(personal_token(gateway, leaver, "thing flattr"))
-    own = create_thing(gateway, leaver_api, title="The leaver's own post")
+    leaver_api = bearer(personal_token(gateway, leaver, "thing flattr wallet payout"))
+    own = verified_thing(gateway, leaver_api, leaver, pages, title="The leaver's own post")
     requests.put(f"{gateway}{API}/user/budget", json={"amount": 1000}, headers=leaver_api)
     assert deposit(gateway, leaver_api, 2500).status_code == 201
     assert eventually(lambda: requests.post(f"{gateway}{API}/things/{post}/flattr", headers=leaver_api).status_code == 200)
@@ -31,7 +31,8 @@ def test_closing_settles_the_period_then_pays_out_wallet_and_revenue(gateway, rp
     assert requests.get(f"{gateway}{API}/user", headers=leaver_api).status_code == 401  # tokens end at once
     assert requests.post(f"{gateway}{API}/user/tokens", auth=(leaver["username"], PASSWORD), data={"scope": "flattr"}).status_code == 401
     assert requests.get(f"{gateway}{API}/users/{leaver['username']}").status_code == 404
-    assert requests.get(f"{gateway}{API}/things/{own}").json()["owner"] is None  # listed without an owner
+    left = requests.get(f"{gateway}{API}/things/{own}").json()
+    assert left["owner"] is None and left["verified"] is False  # listed without an owner, waiting for one to prove it
     assert eventually(lambda: rpc.clicks.subscriptions(leaver_id) == [])
     assert rpc.settlement.pay_out_closed_accounts() == []  # nothing before the period is settled
 

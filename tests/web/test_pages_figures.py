@@ -5,7 +5,7 @@ import re
 
 import requests
 
-from tests.factories import ADMIN, bearer, create_thing, deposit, eventually, personal_token, sign_up
+from tests.factories import ADMIN, bearer, create_thing, deposit, eventually, personal_token, sign_up, verified_thing
 from tests.web.browsing import cents, row_cents, submit, web_sign_in
 
 API = "/rest/v2"
@@ -17,13 +17,13 @@ def api(base, path, headers):
     return answer.json()
 
 
-def test_pages_show_the_figures_the_api_gives(gateway):
+def test_pages_show_the_figures_the_api_gives(gateway, pages):
     alice = sign_up(gateway)
     alice_api = bearer(personal_token(gateway, alice, "thing flattr extendedread"))
-    first = create_thing(gateway, alice_api, title="Alice's first post", tags="python,money")
-    second = create_thing(gateway, alice_api, title="Alice's second post")
+    first = verified_thing(gateway, alice_api, alice, pages, title="Alice's first post", tags="python,money")
+    second = verified_thing(gateway, alice_api, alice, pages, title="Alice's second post")
     bob = sign_up(gateway)
-    bob_api = bearer(personal_token(gateway, bob, "flattr thing extendedread"))
+    bob_api = bearer(personal_token(gateway, bob, "flattr thing extendedread wallet"))
     assert requests.put(f"{gateway}{API}/user/budget", json={"amount": 500}, headers=bob_api).status_code == 200
     assert deposit(gateway, bob_api, 1234).status_code == 201
     assert eventually(lambda: api(gateway, "/user/wallet", bob_api)["has_means"])
@@ -60,7 +60,7 @@ def test_pages_show_the_figures_the_api_gives(gateway):
     assert cents(reader.get(f"{gateway}/wallet"), "wallet-balance") == api(gateway, "/user/wallet", bob_api)["balance"] == 734
 
     creator = web_sign_in(gateway, alice["username"])
-    revenue_api = api(gateway, "/user/revenue", bearer(personal_token(gateway, alice, "thing")))
+    revenue_api = api(gateway, "/user/revenue", bearer(personal_token(gateway, alice, "thing payout")))
     dashboard = creator.get(f"{gateway}/dashboard")
     assert cents(dashboard, "revenue-balance") == revenue_api["balance"] == spent[str(first)] + spent[str(second)]
     assert {k: v[0] for k, v in row_cents(dashboard, "revenue-periods", "period").items()} == {p["period"]: p["amount"] for p in revenue_api["periods"]}
@@ -73,8 +73,8 @@ def test_pages_show_the_figures_the_api_gives(gateway):
         "username": alice["username"], "account": "revenue", "amount": 1000, "reason": "test", "idempotency_key": "page-test"})
     answer = submit(creator, gateway, "/dashboard", "/dashboard/payouts", amount="12.00")
     assert "Payout of 12.00 EUR requested" in answer.text
-    payouts_api = api(gateway, "/user/payouts", bearer(personal_token(gateway, alice, "thing")))
-    assert eventually(lambda: api(gateway, "/user/payouts", bearer(personal_token(gateway, alice, "thing")))[0]["state"] == "completed", timeout=10)
+    payouts_api = api(gateway, "/user/payouts", bearer(personal_token(gateway, alice, "thing payout")))
+    assert eventually(lambda: api(gateway, "/user/payouts", bearer(personal_token(gateway, alice, "thing payout")))[0]["state"] == "completed", timeout=10)
     history = creator.get(f"{gateway}/dashboard")
     assert f'data-payout="{payouts_api[0]["id"]}" data-state="completed"' in history.text
 
@@ -117,7 +117,7 @@ def test_hiding_what_one_flattrs_hides_it_from_pages_and_the_api(gateway):
     creator_api = bearer(personal_token(gateway, creator, "thing"))
     thing = create_thing(gateway, creator_api, title="A post to flattr quietly")
     reader = sign_up(gateway)
-    reader_api = bearer(personal_token(gateway, reader, "flattr extendedread"))
+    reader_api = bearer(personal_token(gateway, reader, "flattr extendedread wallet"))
     requests.put(f"{gateway}{API}/user/budget", json={"amount": 300}, headers=reader_api)
     deposit(gateway, reader_api, 300)
     assert eventually(lambda: requests.post(f"{gateway}{API}/things/{thing}/flattr", headers=reader_api).status_code == 200)
