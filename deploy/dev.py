@@ -35,6 +35,7 @@ from __future__ import annotations
 import secrets
 import signal
 import sys
+from pathlib import Path
 
 from deploy.supervisor import Supervisor
 from services.common import settings
@@ -93,6 +94,24 @@ def fill_gateway_settings(env: dict) -> bool:
     return made_admin_token
 
 
+DEV_TOTP_KEY_FILE = Path(__file__).resolve().parents[1] / "var" / "dev-totp-encryption.key"
+
+
+def fill_two_factor_key(env: dict) -> None:
+    """Two-factor secrets are sealed with ``TOTP_ENCRYPTION_KEYS``: when not given, a key made
+    once for this checkout and kept in ``var/`` (ignored by git), so the secrets sealed in one
+    run still open in the next, as the dev database keeps them."""
+    if env.get("TOTP_ENCRYPTION_KEYS"):
+        return
+    if not DEV_TOTP_KEY_FILE.exists():
+        from cryptography.fernet import Fernet
+
+        DEV_TOTP_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+        DEV_TOTP_KEY_FILE.write_text(Fernet.generate_key().decode() + "\n")
+        DEV_TOTP_KEY_FILE.chmod(0o600)
+    env["TOTP_ENCRYPTION_KEYS"] = DEV_TOTP_KEY_FILE.read_text().strip()
+
+
 def main() -> int:
     env = settings.defaults_for_child()
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -102,6 +121,7 @@ def main() -> int:
         for problem in exc.problems:
             say("dev", f"will not start: {problem}")
         return 2
+    fill_two_factor_key(env)
     if made_admin_token:
         say("dev", f"admin token for this run: {env['FLATTR_ADMIN_TOKEN']}")
     for service, key in URL_KEYS.items():

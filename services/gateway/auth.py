@@ -15,7 +15,7 @@ from functools import wraps
 
 from flask import current_app, g, request
 
-from services.common.errors import Unauthorized
+from services.common.errors import RateLimited, Unauthorized
 from services.gateway import deadline, rpc
 from services.gateway.errors import ApiError
 from services.gateway.password_throttle import TooManyAttempts
@@ -239,10 +239,20 @@ def check_password(username: str, password: str) -> dict:
     return user
 
 
+SECOND_FACTOR_HEADER = "X-Flattr-OTP"
+
+
+def check_second_factor(user_id: int, code: str) -> dict:
+    """Accounts checks the authenticator code or a recovery code (each TOTP step and each recovery
+    code works once; wrong codes lock the account's second factor for a while): Unauthorized if
+    wrong, RateLimited while locked."""
+    return rpc.call("accounts", "check_two_factor", user_id, code)
+
+
 def password_required(view):
     """The view needs the user's own ``username:password`` by HTTP Basic, not a token: making,
-    listing and revoking tokens (a stolen token must not mint or hide others). The user is in
-    ``g.password_user``."""
+    listing and revoking tokens (a stolen token must not mint or hide others), and, for a user who
+    turned on two-factor sign-in, a code in ``X-Flattr-OTP``. The user is in ``g.password_user``."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -255,6 +265,17 @@ def password_required(view):
             raise ApiError(401, "unauthorized", "wrong username or password", BASIC_CHALLENGE) from None
         except TooManyAttempts as exc:
             raise ApiError(403, "rate_limit_exceeded", str(exc), {"Retry-After": str(exc.retry_after)}) from None
+        if g.password_user.get("second_factor_required"):
+            code = request.headers.get(SECOND_FACTOR_HEADER, "").strip()
+            if not code:
+                raise ApiError(401, "two_factor_required", f"this account signs in with a second factor: send the authenticator app's "
+                               f"code, or a recovery code, in the {SECOND_FACTOR_HEADER} header", BASIC_CHALLENGE)
+            try:
+                check_second_factor(g.password_user["id"], code)
+            except Unauthorized:
+                raise ApiError(401, "unauthorized", "wrong two-factor code", BASIC_CHALLENGE) from None
+            except RateLimited as exc:
+                raise ApiError(403, "rate_limit_exceeded", exc.description) from None
         return view(*args, **kwargs)
 
     wrapper.needs_password = True

@@ -5,14 +5,15 @@ They use a signed session cookie, and every form carries a CSRF token (Flask-WTF
 """
 from __future__ import annotations
 
+import time
 from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 
-from services.common.errors import DomainError, Unauthorized
+from services.common.errors import DomainError, RateLimited, Unauthorized
 from services.gateway import rpc
-from services.gateway.auth import check_password
+from services.gateway.auth import check_password, check_second_factor
 from services.gateway.oauth import User, requested_scopes
 from services.gateway.password_throttle import TooManyAttempts
 from services.gateway.views.pages.formatting import SCOPE_TEXT
@@ -77,7 +78,40 @@ def login():
         error = f"Too many sign-in attempts for this account. Try again in {exc.retry_after} seconds."
         page = render_template("login.html", form=request.form, next=next_url, error=error)
         return page, 429, {"Retry-After": str(exc.retry_after)}
+    if user.get("second_factor_required"):
+        # the password was right; the session holds only that, for a few minutes, until the code comes
+        session.clear()
+        session["second_factor"] = {"user_id": user["id"], "username": user["username"], "until": time.time() + SECOND_FACTOR_SECONDS}
+        return redirect(url_for("web.login_code", next=next_url))
     _sign_in(user)
+    return redirect(safe_next(next_url))
+
+
+SECOND_FACTOR_SECONDS = 300
+
+
+@web.route("/login/code", methods=["GET", "POST"])
+def login_code():
+    """Sign-in's second step, for users who turned on two-factor sign-in: the authenticator app's
+    code or a recovery code."""
+    next_url = request.values.get("next")
+    pending = session.get("second_factor")
+    if not pending or pending["until"] < time.time():
+        session.pop("second_factor", None)
+        flash("Sign in again: the time for the code ran out." if pending else "Sign in first.", "error")
+        return redirect(url_for("web.login", next=next_url))
+    if request.method == "GET":
+        return render_template("login_code.html", next=next_url)
+    try:
+        checked = check_second_factor(pending["user_id"], request.form.get("code", ""))
+    except Unauthorized:
+        return render_template("login_code.html", next=next_url, error="That code is not right. Try the app's current code."), 401
+    except RateLimited as exc:
+        return render_template("login_code.html", next=next_url, error=exc.description), 429
+    _sign_in({"id": pending["user_id"], "username": pending["username"]})
+    if checked["method"] == "recovery":
+        flash(f"Signed in with a recovery code; {checked['recovery_codes_left']} are left. Make new ones in your settings "
+              "if you lost your authenticator.", "ok")
     return redirect(safe_next(next_url))
 
 

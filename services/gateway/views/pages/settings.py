@@ -1,14 +1,17 @@
-"""/settings: profile, password, address, privacy, personal tokens and authorized applications
-(list, revoke), registered applications, and the data export."""
+"""/settings: profile, password, address, privacy, two-factor sign-in, personal tokens and
+authorized applications (list, revoke), registered applications, and the data export."""
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
 
+import segno
 from flask import Response, flash, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 
-from services.common.errors import DomainError, Unauthorized
+from services.common.errors import DomainError, InvalidParameters, Unauthorized
 from services.gateway import rpc
+from services.gateway.auth import check_second_factor
 from services.gateway.views.pages.common import me
 from services.gateway.views.pages.formatting import SCOPE_TEXT
 from services.gateway.views.web import login_required, web
@@ -28,7 +31,7 @@ def settings():
     return render_template(
         "pages/settings.html", user=user, personal=[t for t in tokens if t["kind"] == "personal"],
         authorized=[t for t in tokens if t["kind"] == "oauth"], clients=rpc.call("accounts", "list_clients", me()),
-        scopes=SCOPE_TEXT, new_token=session.pop("new_token", None),
+        scopes=SCOPE_TEXT, new_token=session.pop("new_token", None), two_factor=rpc.call("accounts", "two_factor_status", me()),
     )
 
 
@@ -85,10 +88,16 @@ def set_privacy():
 def create_token():
     scopes = [s for s in request.form.getlist("scope") if s in SCOPE_TEXT]
     try:
-        rpc.call("accounts", "authenticate_password", session["username"], request.form.get("password", ""))
-        token = rpc.call("accounts", "create_personal_token", me(), " ".join(scopes), request.form.get("name", "").strip())
+        user = rpc.call("accounts", "authenticate_password", session["username"], request.form.get("password", ""))
     except Unauthorized:
         flash("Your password is not that one.", "error")
+        return _back("tokens")
+    try:
+        if user["second_factor_required"]:
+            check_second_factor(me(), request.form.get("code", ""))
+        token = rpc.call("accounts", "create_personal_token", me(), " ".join(scopes), request.form.get("name", "").strip())
+    except Unauthorized:
+        flash("That two-factor code is not right.", "error")
         return _back("tokens")
     except DomainError as exc:
         flash(exc.description, "error")
@@ -107,6 +116,71 @@ def revoke_token(token_id):
     except DomainError as exc:
         flash(exc.description, "error")
     return _back(request.form.get("back", "tokens"))
+
+
+# -- two-factor sign-in (services.accounts.two_factor keeps the secret and checks the codes) --
+
+
+def _setup_page(secret: str, provisioning_uri: str, error: str | None = None, status: int = 200):
+    qr = Markup(segno.make(provisioning_uri, error="m").svg_inline(scale=5, border=2, title="QR code of your two-factor secret"))
+    return render_template("pages/two_factor.html", step="setup", secret=secret, provisioning_uri=provisioning_uri, qr=qr,
+                           error=error), status
+
+
+def _codes_page(codes: list[str], fresh_start: bool):
+    return render_template("pages/two_factor.html", step="codes", codes=codes, fresh_start=fresh_start)
+
+
+@web.post("/settings/two-factor")
+@login_required
+def two_factor_begin():
+    try:
+        started = rpc.call("accounts", "begin_two_factor", me())
+    except DomainError as exc:
+        flash(exc.description, "error")
+        return _back("two-factor")
+    return _setup_page(started["secret"], started["provisioning_uri"])
+
+
+@web.post("/settings/two-factor/confirm")
+@login_required
+def two_factor_confirm():
+    try:
+        done = rpc.call("accounts", "confirm_two_factor", me(), request.form.get("code", ""))
+    except InvalidParameters as exc:
+        # the secret is accounts' (sealed); the page shows again what it showed, from its own form
+        return _setup_page(request.form.get("secret", ""), request.form.get("provisioning_uri", ""), exc.description, 400)
+    except DomainError as exc:
+        flash(exc.description, "error")
+        return _back("two-factor")
+    return _codes_page(done["recovery_codes"], True)
+
+
+@web.post("/settings/two-factor/recovery-codes")
+@login_required
+def two_factor_new_codes():
+    try:
+        made = rpc.call("accounts", "new_recovery_codes", me(), request.form.get("code", ""))
+    except Unauthorized:
+        flash("That code is not right: new recovery codes need your app's current code (or a recovery code).", "error")
+        return _back("two-factor")
+    except DomainError as exc:
+        flash(exc.description, "error")
+        return _back("two-factor")
+    return _codes_page(made["recovery_codes"], False)
+
+
+@web.post("/settings/two-factor/off")
+@login_required
+def two_factor_off():
+    try:
+        rpc.call("accounts", "disable_two_factor", me(), request.form.get("code", ""))
+        flash("Two-factor sign-in is off: your password alone signs you in.", "ok")
+    except Unauthorized:
+        flash("That code is not right: turning two-factor sign-in off needs your app's current code (or a recovery code).", "error")
+    except DomainError as exc:
+        flash(exc.description, "error")
+    return _back("two-factor")
 
 
 @web.route("/settings/close", methods=["GET", "POST"])
