@@ -1,5 +1,5 @@
 """A creator's side: /dashboard (their things with flattrs this period and all time, revenue per
-period, escrow waiting, payouts), registering a thing, and /embed, the snippet generator (iframe
+period, escrow waiting, payouts, verified sites), registering a thing, verifying a site, and /embed, the snippet generator (iframe
 button, load.js anchor, SVG badge, the ``rel="payment"`` link for a page head and a feed) with a
 live preview."""
 from __future__ import annotations
@@ -12,6 +12,7 @@ from services.common.money import Money, cents_from_text
 from services.common.things import AutoSubmit, is_username, is_web_url
 from services.gateway import representations as rep
 from services.gateway import rpc
+from services.gateway.views import ownership as ownership_checks
 from services.gateway.views.api import catalog
 from services.gateway.views.pages import charts
 from services.gateway.views.pages.common import form_key, me, signed_in, with_counts
@@ -40,8 +41,38 @@ def dashboard():
     return render_template(
         "pages/dashboard.html", things=things, revenue=revenue, revenue_chart=chart, payouts=rpc.call("settlement", "payouts", me()),
         terms=rpc.call("settlement", "payout_terms"), payout_key=form_key(), catalog=catalog(),
-        escrow_total=sum(t["escrow"] for t in things),
+        escrow_total=sum(t["escrow"] for t in things), hosts=rpc.call("accounts", "list_hosts", me()),
     )
+
+
+@web.post("/dashboard/hosts")
+@login_required
+def verify_host():
+    """Verify a whole site at once: accounts reads its ``/.well-known/flattr`` file, or the owner
+    mark in its home page, on its own pool; the page waits for the outcome as the API does."""
+    try:
+        check = ownership_checks.outcome(rpc.call("accounts", "request_host", me(), request.form.get("host", "").strip()), me())
+    except DomainError as exc:
+        flash(exc.description, "error")
+        return redirect(url_for("web.dashboard") + "#sites")
+    if check["state"] == "passed":
+        flash(f"Checked: {check['target']} is yours. Your things on it are verified, and their escrow is on its way to your revenue.", "ok")
+    elif check["state"] == "failed":
+        flash(f"Not yet: {check['reason'] or 'the check failed'}", "error")
+    else:
+        flash("Still checking the site: look again in a moment.", "ok")
+    return redirect(url_for("web.dashboard") + "#sites")
+
+
+@web.post("/dashboard/hosts/<host>/give-up")
+@login_required
+def give_up_host(host):
+    try:
+        rpc.call("accounts", "give_up_host", me(), host)
+        flash(f"{host} is no longer verified as yours.", "ok")
+    except DomainError as exc:
+        flash(exc.description, "error")
+    return redirect(url_for("web.dashboard") + "#sites")
 
 
 @web.post("/dashboard/payouts")
