@@ -13,7 +13,8 @@ from pathlib import Path
 
 import requests
 
-from bench.common import free_port, private_environment, say, service_env, spawn, stop
+from bench.common import private_environment, say, service_env, spawn, stop
+from testsupport.instances import free_port
 from testsupport.seeding import seed_click_path
 from bench.http import CONNECTIONS, reference, wait_http, wrk
 

@@ -25,7 +25,8 @@ import requests
 from sqlalchemy import create_engine, text
 
 from bench import processes
-from bench.common import RABBIT_API, ROOT, free_port, private_environment, say, service_env
+from bench.common import RABBIT_API, ROOT, private_environment, say, service_env
+from testsupport.instances import free_port
 from testsupport.seeding import seed_click_path
 from bench.http import CONNECTIONS, reference, wait_http, wrk
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import requests
 
-from bench.common import ROOT, free_port, say
+from bench.common import ROOT, say
+from testsupport.instances import free_port
 
 THREADS, CONNECTIONS = 2, 64
 

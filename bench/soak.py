@@ -996,7 +996,6 @@ class Soak:
             returned = collections.defaultdict(int)
             for (_, uid), amount in own.items():
                 returned[uid] += amount
-            expected_postings = collections.defaultdict(int)
             shares = collections.defaultdict(int)
             fees = 0
             for uid, things in clicks.items():

@@ -10,7 +10,7 @@ from tests.factories import PASSWORD, unique_username
 
 def csrf_token(page: requests.Response) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, page.text
+    assert match, page.text[:2000]
     return match.group(1)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,12 +21,6 @@ DEV_ADMIN_TOKEN = "dev-admin-token-0123456789abcdefghijklmnop"
 ROOT = Path(__file__).resolve().parent.parent
 # the form deploy.dev documents for every (re)start of a child
 STARTED = re.compile(r"^\s*dev \| started (?P<name>[\w-]+) pid=(?P<pid>\d+)$", re.M)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def group_alive(pgid: int) -> bool:

@@ -9,7 +9,8 @@ import time
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from testsupport.devstack import ROOT, free_port
+from testsupport.devstack import ROOT
+from testsupport.instances import free_port
 
 LINK = re.compile(r"https?://\S+")
 

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from testsupport.devstack import DEV_ADMIN_TOKEN, ROOT, free_port, group_alive
+from testsupport.devstack import DEV_ADMIN_TOKEN, ROOT, group_alive
+from testsupport.instances import free_port
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import re
 import signal
 import subprocess
 
-from testsupport.devstack import DEV_ADMIN_TOKEN, ROOT, free_port, wait_ready
+from testsupport.devstack import DEV_ADMIN_TOKEN, ROOT, wait_ready
+from testsupport.instances import free_port
 
 FIRST_BLOCK = "A first session over HTTP"
 

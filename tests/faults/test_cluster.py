@@ -33,7 +33,7 @@ import uuid
 import pytest
 
 from services.common import topology
-from testsupport import devstack
+from testsupport import devstack, instances
 from testsupport.cluster import NamespacedRabbitCluster, RabbitCluster, namespaces_work
 from testsupport.instances import PrivatePostgres
 from testsupport.traffic import MixedTraffic
@@ -132,7 +132,7 @@ def platform(vhost, postgres_server, tmp_path):
     if not postgres_server.running:
         postgres_server.start()
     database = postgres_server.create_database()
-    port = devstack.free_port()
+    port = instances.free_port()
     admin_token = f"admin-{uuid.uuid4().hex}"
     env = dict(
         os.environ,

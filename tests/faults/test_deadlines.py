@@ -18,7 +18,7 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from testsupport import devstack
+from testsupport import devstack, instances
 from tests.factories import ADMIN_TOKEN, PASSWORD, eventually
 
 DEADLINE = 3.0
@@ -31,7 +31,7 @@ FROZEN = ("accounts", "clicks", "click-worker", "settlement", "payouts", "batch"
 def stack(private_rabbit, infra, tmp_path):
     name = f"flattr_deadline_{uuid.uuid4().hex[:12]}"
     url = make_url(infra.admin_db_url).set(database=name).render_as_string(hide_password=False)
-    port = devstack.free_port()
+    port = instances.free_port()
     env = dict(
         os.environ,
         AMQP_URI=private_rabbit.amqp_uri,
@@ -47,7 +47,7 @@ def stack(private_rabbit, infra, tmp_path):
         CLAIM_FETCH_TIMEOUT="1",
         BUTTON_CACHE_SECONDS="0.1",
         CLICK_WORKER_HEARTBEAT=str(tmp_path / "click-worker.heartbeat"),
-        SMTP_PORT=str(devstack.free_port()),  # make dev's local SMTP server, on a port of this test's own
+        SMTP_PORT=str(instances.free_port()),  # make dev's local SMTP server, on a port of this test's own
         MAIL_CATCHER_DIR=str(tmp_path / "mail"),
     )
     log = tmp_path / "dev.log"

@@ -12,7 +12,7 @@ import pytest
 import psycopg2
 import requests
 
-from testsupport import devstack
+from testsupport import devstack, instances
 from testsupport.instances import PrivatePostgres
 from tests.factories import ADMIN, ADMIN_TOKEN, bearer, deposit, eventually, ledger_check, personal_token, sign_up
 from tests.pages import PageServer, claim_page
@@ -34,7 +34,7 @@ def servers():
 
 @pytest.fixture
 def stack(servers, vhost, tmp_path):
-    port = devstack.free_port()
+    port = instances.free_port()
     env = dict(
         os.environ,
         AMQP_URI=vhost.uri,

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from services.gateway.views.platform import load_openapi
 from tests.factories import bearer, create_thing, eventually, personal_token, sign_up, user_with_token
-from tests.gateway.test_openapi import _conforms
+from tests.openapi_answers import conforms as _conforms
 from tests.pages import PageServer, claim_page
 
 

@@ -7,7 +7,7 @@ import schemathesis
 
 from services.gateway.views.platform import load_openapi
 from tests.factories import create_thing, user_with_token
-from tests.gateway.test_openapi import _conforms
+from tests.openapi_answers import conforms as _conforms
 from tests.pages import claim_page
 
 

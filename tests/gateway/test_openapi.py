@@ -27,13 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 from schemathesis.generation.drivers import CoverageGenerator
 from schemathesis.generation.feedback import FeedbackSources
 from schemathesis.generation.overrides import Override
@@ -41,6 +35,8 @@ from schemathesis.generation.overrides import Override
 from services.gateway.app import create_app
 from services.gateway.views.platform import load_openapi
 from tests.factories import PASSWORD, SECRET_KEY, bearer, create_thing, deposit, eventually, personal_token, user_with_token
+from tests.openapi_answers import POSITIVE_CHECKS
+from tests.openapi_answers import conforms as _conforms
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 # Served outside /rest/v2 and documented too; the HTML pages (/, /signup, /login, /apps, /thing/..,
@@ -161,13 +157,6 @@ def test_auth_and_scopes_match_the_views(app, document):
 
 # -- the running gateway against the document ------------------------------------------------------
 
-POSITIVE_CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
 # Data that breaks the document may miss a route altogether (a negative id is no <int:...>, a
 # generated "/" splits a path), so the answer's status need not be a documented one; it must still
 # not be a server error, and a documented answer must keep to its schema.
@@ -377,17 +366,6 @@ def test_gateway_keeps_to_its_openapi_document(gateway):
             + f"\n\nstatuses seen:\n{statuses}",
             pytrace=False,
         )
-
-
-def _conforms(base_url: str, schema, label: str, status: int, *, call: dict | None = None, **case_data):
-    """Send one hand-made case; its answer must have ``status`` and keep to the document."""
-    case = schema.find_operation_by_label(label).Case(**case_data)
-    response = case.call(base_url=base_url, timeout=10, **(call or {}))
-    assert response.status_code == status, f"{label}: {response.status_code} {response.text}"
-    # a documented 5xx (503 service_unavailable) is the answer looked for here, not a crash
-    checks = [check for check in POSITIVE_CHECKS if status < 500 or check is not not_a_server_error]
-    case.validate_response(response, checks=checks, headers=(call or {}).get("headers"))
-    return response
 
 
 def test_answers_the_fuzzer_cannot_reach_keep_to_the_document(gateway, gateway_factory):

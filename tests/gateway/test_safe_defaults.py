@@ -35,7 +35,7 @@ def _gateway_process(port: int, **settings) -> subprocess.Popen:
     ],
 )
 def test_weak_secrets_refuse_to_start(settings, named):
-    from testsupport.devstack import free_port
+    from testsupport.instances import free_port
 
     process = _gateway_process(free_port(), **settings)
     try:
@@ -47,7 +47,7 @@ def test_weak_secrets_refuse_to_start(settings, named):
 
 
 def test_weak_secrets_start_with_the_development_flag():
-    from testsupport.devstack import free_port
+    from testsupport.instances import free_port
 
     port = free_port()
     process = _gateway_process(port, FLATTR_DEVELOPMENT="on", FLATTR_ADMIN_TOKEN="admin")

@@ -190,15 +190,22 @@ def test_the_sql_split_and_fee_are_the_python_rules(db, to_split, n, reader, fee
     assert fee == rules.platform_fee(fee_amount, fee_bps)
 
 
-def test_status_shape(db, world):
+def test_status_is_pending_then_reads_back_the_settled_totals_the_run_gave(db, world):
+    """What ``/admin/settlements/PERIOD`` shows: pending with the clicks to move, then, read
+    anew, exactly the totals the run answered, as JSON."""
     with Session(db) as session:
         batch.begin(session, PERIOD, SEALED_AT, len(world.clicks), "rollover", 1000)
         session.commit()
         pending = batch.status(session, PERIOD)
     assert pending["state"] == "pending" and pending["totals"] == {"clicks": 15, "clicks_moved": 0}
     settled = settle(db, world)
-    json.dumps(settled)
-    assert settled["state"] == "settled" and settled["settled_at"] is not None
+    with Session(db) as session:
+        read_back = batch.status(session, PERIOD)
+    assert json.loads(json.dumps(read_back)) == json.loads(json.dumps(settled))
+    assert read_back["state"] == "settled" and read_back["settled_at"] is not None
+    expected = world.expected()
+    assert read_back["totals"]["charged"] == -sum(v for (kind, _), v in expected["deltas"].items() if kind == "wallet" and v < 0)
+    assert read_back["totals"]["fees"] == expected["deltas"][("fees", None)]
 
 
 def test_every_settlement_event_validates_against_its_published_schema(db, world):

@@ -7,12 +7,7 @@ import re
 import requests
 
 from tests.factories import PASSWORD
-
-
-def csrf_token(page: requests.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, page.text[:2000]
-    return match.group(1)
+from tests.web_forms import csrf_token
 
 
 def web_sign_in(base: str, username: str, password: str = PASSWORD) -> requests.Session:
