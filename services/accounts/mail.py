@@ -21,16 +21,15 @@ import hashlib
 import logging
 import smtplib
 import ssl
-import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
-from nameko.extensions import DependencyProvider
 from sqlalchemy import text
 
 from services.common import settings
 from services.common.db import engine_for
+from services.common.relay_thread import WokenRelay
 
 log = logging.getLogger(__name__)
 
@@ -184,38 +183,19 @@ def _close(client):
     return None
 
 
-class MailQueue(DependencyProvider):
+class MailQueue(WokenRelay):
     """``mail = MailQueue("ACCOUNTS_DATABASE_URL")`` on a service: ``self.mail.queue(self.db, key,
     to, subject, body)`` queues a mail in the worker's transaction and wakes the relay when it
     commits. Unless ``MAIL_RELAY`` is ``off``, the relay runs in a background thread."""
 
     def __init__(self, url_key: str):
+        super().__init__()
         self.url_key = url_key
-        self._wake = threading.Event()
-        self._running = False
-        self._thread = None
 
     def setup(self):
         config = self.container.config
         self.relay = MailRelay(config[self.url_key], SmtpSettings.from_config(config), float(settings.setting(config, "MAIL_GIVE_UP_HOURS")))
         self.enabled = str(settings.setting(config, "MAIL_RELAY")).lower() != "off"
-
-    def start(self):
-        if self.enabled:
-            self._running = True
-            self._thread = self.container.spawn_managed_thread(self._run)
-
-    def stop(self):
-        self._running = False
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.wait()
-
-    def kill(self):
-        self._running = False
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.kill()
 
     def _run(self):
         pause = POLL_SECONDS
@@ -230,15 +210,15 @@ class MailQueue(DependencyProvider):
             self._wake.clear()
 
     def get_dependency(self, worker_ctx):
-        return _Queue(self._wake)
+        return _Queue(self)
 
 
 class _Queue:
-    def __init__(self, wake: threading.Event):
-        self._wake = wake
+    def __init__(self, relay: MailQueue):
+        self._relay = relay
 
     def queue(self, session, key: str, to_address: str, subject: str, body: str, user_id: int | None = None) -> bool:
         queued = queue(session, key, to_address, subject, body, user_id)
         if queued:
-            session.after_commit(self._wake.set)
+            self._relay.wake_after_commit(session)
         return queued

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 
 import eventlet
 from kombu import Exchange, Producer
-from nameko.extensions import DependencyProvider
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -32,6 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from services.common import broker, settings
 from services.common.db import engine_for
 from services.common.events import ENVELOPE_VERSION, exchange_name
+from services.common.relay_thread import WokenRelay
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ class OutboxRelay:
                 return total
 
 
-class Outbox(DependencyProvider):
+class Outbox(WokenRelay):
     """``events = Outbox("accounts", "ACCOUNTS_DATABASE_URL", table)``.
 
     ``self.events.record(self.db, "thing.created", {...})`` writes the event in the worker's
@@ -154,12 +153,10 @@ class Outbox(DependencyProvider):
     """
 
     def __init__(self, source_service: str, url_key: str, table: Table):
+        super().__init__()
         self.source_service = source_service
         self.url_key = url_key
         self.table = table
-        self._wake = threading.Event()
-        self._running = False
-        self._thread = None
         self.relay = None
 
     def setup(self):
@@ -168,23 +165,9 @@ class Outbox(DependencyProvider):
         self.poll_seconds = float(config.get("OUTBOX_POLL_SECONDS", settings.get("OUTBOX_POLL_SECONDS")))
         self.enabled = str(config.get("OUTBOX_RELAY", "on")).lower() != "off"
 
-    def start(self):
-        if self.enabled:
-            self._running = True
-            self._thread = self.container.spawn_managed_thread(self._run)
-
     def stop(self):
-        self._running = False
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.wait()
+        super().stop()
         self.relay.close()
-
-    def kill(self):
-        self._running = False
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.kill()
 
     def _run(self):
         while self._running:
@@ -206,7 +189,7 @@ class _Recorder:
 
     def record(self, session, event_type: str, data: dict) -> dict:
         body = record(session, self._outbox.table, event_type, data)
-        session.after_commit(self._outbox._wake.set)
+        self._outbox.wake_after_commit(session)
         return body
 
 
