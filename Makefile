@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install dev test test-cluster migrate clean bench-ingest bench-clicks bench-button bench-settlement bench-broker soak
+.PHONY: install dev test test-cluster test-openapi migrate clean bench-ingest bench-clicks bench-button bench-settlement bench-broker soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: install
 # a node crashed, a node frozen (SIGSTOP), each with a minute of traffic; make test runs the crash only, shorter.
 test-cluster: install
 	CLUSTER_TEST=full $(PY) -m pytest tests/faults/test_cluster.py -s $(PYTEST_ARGS)
+
+# The gateway fuzzed against its OpenAPI document with more generated cases per operation than make test's 6.
+test-openapi: install
+	OPENAPI_FUZZ_EXAMPLES=25 $(PY) -m pytest tests/gateway/test_openapi.py $(PYTEST_ARGS)
 
 # Benchmarks: each starts what it needs in a private database and virtual host, prints its
 # figures and ends with a line starting ratio=.

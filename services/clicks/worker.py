@@ -362,7 +362,8 @@ class ClickWorker:
                     broker.node_lost(self.conn)
                 self._close_amqp()
                 self.buffer = []
-                time.sleep(0.5)
+                if self.running:  # a stop that closed the connection is not waited on
+                    time.sleep(0.5)
         self._close_amqp()
         self._close_db()
         if self.rpc_runner is not None:

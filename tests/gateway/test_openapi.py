@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections import Counter
@@ -161,7 +162,9 @@ def test_auth_and_scopes_match_the_views(app, document):
 # generated "/" splits a path), so the answer's status need not be a documented one; it must still
 # not be a server error, and a documented answer must keep to its schema.
 NEGATIVE_CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
-FUZZ_EXAMPLES = 15  # per operation and generation mode, on top of schemathesis' coverage cases
+# per operation and generation mode, on top of schemathesis' coverage cases: a few in `make test`,
+# more with `make test-openapi` (OPENAPI_FUZZ_EXAMPLES=25)
+FUZZ_EXAMPLES = int(os.environ.get("OPENAPI_FUZZ_EXAMPLES", "6"))
 # fewer for operations whose every request is slow: each token request verifies a password with argon2
 FUZZ_EXAMPLES_OF = {"POST /rest/v2/user/tokens": 5, "GET /rest/v2/user/tokens": 5, "DELETE /rest/v2/user/tokens/{id}": 5}
 
