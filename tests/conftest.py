@@ -12,6 +12,7 @@ otherwise the machine's own services are used, named by environment variables:
 Each test gets its own database (cloned from a migrated template, so it is cheap) and its own
 RabbitMQ virtual host, so tests can run in any order and leave nothing behind.
 """
+import contextlib
 import os
 import sys
 import warnings
@@ -183,10 +184,10 @@ def template_database(infra):
     admin.dispose()
 
 
-@pytest.fixture
-def database_url(infra, template_database):
-    """The test's own database. Afterwards, every event the test's services wrote to an outbox
-    must fit its type's contract (``services/common/contracts``), and every type must have one."""
+@contextlib.contextmanager
+def checked_database(infra, template_database):
+    """A database of its own. Afterwards, every event its services wrote to an outbox must fit
+    its type's contract (``services/common/contracts``), and every type must have one."""
     from testsupport.contracts import outbox_violations
 
     with cloned_database(infra, template_database) as url:
@@ -194,6 +195,13 @@ def database_url(infra, template_database):
         violations = outbox_violations(url)
         if violations:
             pytest.fail(f"{len(violations)} published events break their contracts:\n" + "\n".join(violations[:20]), pytrace=False)
+
+
+@pytest.fixture
+def database_url(infra, template_database):
+    """The test's own database (``checked_database``)."""
+    with checked_database(infra, template_database) as url:
+        yield url
 
 
 @pytest.fixture
@@ -213,16 +221,24 @@ class VirtualHost:
         requests.delete(self.api, timeout=10)
 
 
-@pytest.fixture
-def vhost(infra):
+@contextlib.contextmanager
+def virtual_host(infra):
     name = f"test-{WORKER}-{uuid.uuid4().hex[:12]}"
     api = f"{infra.rabbit_api}/vhosts/{quote(name, safe='')}"
     response = requests.put(api, timeout=10)
     response.raise_for_status()
     # the management API creates the vhost with the caller's permissions
     host = VirtualHost(uri=f"{infra.amqp_base}/{quote(name, safe='')}", api=api)
-    yield host
-    host.delete()
+    try:
+        yield host
+    finally:
+        host.delete()
+
+
+@pytest.fixture
+def vhost(infra):
+    with virtual_host(infra) as host:
+        yield host
 
 
 @pytest.fixture
@@ -230,8 +246,7 @@ def amqp_uri(vhost):
     return vhost.uri
 
 
-@pytest.fixture
-def service_config(amqp_uri, database_url):
+def config_for(amqp_uri: str, database_url: str) -> dict:
     return {
         "AMQP_URI": amqp_uri,
         "ACCOUNTS_DATABASE_URL": database_url,
@@ -249,8 +264,13 @@ def service_config(amqp_uri, database_url):
 
 
 @pytest.fixture
-def start_services(service_config, vhost):
-    """``start_services(AccountsService, ..., **config_overrides)`` runs them in-process on the broker."""
+def service_config(amqp_uri, database_url):
+    return config_for(amqp_uri, database_url)
+
+
+@contextlib.contextmanager
+def service_starter(service_config, vhost):
+    """Yields ``start(AccountsService, ..., **config_overrides)``, which runs them in-process on the broker."""
     from services.common.runner import ServiceGroup
 
     from services.common import topology
@@ -267,18 +287,27 @@ def start_services(service_config, vhost):
         runners.append(runner)
         return runner
 
-    yield start
-    # Deleting the vhost first closes every consumer's connection at the broker, so the containers
-    # die at once instead of each waiting out a poll interval (nameko's own "fast teardown").
-    if runners:
-        vhost.delete()
-    for runner in reversed(runners):
-        runner.kill()
+    try:
+        yield start
+    finally:
+        # Deleting the vhost first closes every consumer's connection at the broker, so the containers
+        # die at once instead of each waiting out a poll interval (nameko's own "fast teardown").
+        if runners:
+            vhost.delete()
+        for runner in reversed(runners):
+            runner.kill()
 
 
 @pytest.fixture
-def start_click_worker(service_config, vhost):
-    """``start_click_worker(**settings)`` runs a click worker in a green thread; returns it."""
+def start_services(service_config, vhost):
+    """``start_services(AccountsService, ..., **config_overrides)`` runs them in-process on the broker."""
+    with service_starter(service_config, vhost) as start:
+        yield start
+
+
+@contextlib.contextmanager
+def click_worker_starter(service_config, vhost):
+    """Yields ``start(**settings)``, which runs a click worker in a green thread and returns it."""
     from services.clicks.worker import ClickWorker
 
     workers = []
@@ -289,31 +318,44 @@ def start_click_worker(service_config, vhost):
         workers.append((worker, thread))
         return worker
 
-    yield start
-    for worker, _ in workers:
-        worker.stop()
-    if workers:
-        vhost.delete()  # closes their connections at once
-    for _, thread in workers:
-        with eventlet.Timeout(10, False):
-            thread.wait()
+    try:
+        yield start
+    finally:
+        for worker, _ in workers:
+            worker.stop()
+        if workers:
+            vhost.delete()  # closes their connections at once
+        for _, thread in workers:
+            with eventlet.Timeout(10, False):
+                thread.wait()
 
 
 @pytest.fixture
-def all_services(start_services, start_click_worker):
+def start_click_worker(service_config, vhost):
+    """``start_click_worker(**settings)`` runs a click worker in a green thread; returns it."""
+    with click_worker_starter(service_config, vhost) as start:
+        yield start
+
+
+def every_service() -> tuple:
     from services.accounts.service import AccountsService
     from services.clicks.service import ClicksService
     from services.settlement.batch_service import SettlementBatchService
     from services.settlement.payouts import PayoutsService
     from services.settlement.service import SettlementService
 
-    runner = start_services(AccountsService, ClicksService, SettlementService, PayoutsService, SettlementBatchService)
+    return AccountsService, ClicksService, SettlementService, PayoutsService, SettlementBatchService
+
+
+@pytest.fixture
+def all_services(start_services, start_click_worker):
+    runner = start_services(*every_service())
     start_click_worker()
     return runner
 
 
-@pytest.fixture
-def rpc(amqp_uri):
+@contextlib.contextmanager
+def rpc_proxy(amqp_uri):
     from nameko.standalone.rpc import ClusterRpcProxy
 
     with ClusterRpcProxy({"AMQP_URI": amqp_uri, "serializer": "json"}, timeout=10) as proxy:
@@ -321,10 +363,16 @@ def rpc(amqp_uri):
 
 
 @pytest.fixture
-def gateway_factory(amqp_uri):
-    """Serve a gateway app over real HTTP on a free port; returns its base URL. The gateways of
-    one test share their rate limits and password throttles (in the local Redis, under a key
-    prefix of the test's own), as a platform's replicas do."""
+def rpc(amqp_uri):
+    with rpc_proxy(amqp_uri) as proxy:
+        yield proxy
+
+
+@contextlib.contextmanager
+def gateway_server_factory(amqp_uri):
+    """Yields ``start(**overrides)``, which serves a gateway app over real HTTP on a free port and
+    returns its base URL. The gateways share their rate limits and password throttles (in the
+    local Redis, under a key prefix of their own), as a platform's replicas do."""
     from eventlet import wsgi
 
     from services.gateway.app import create_app
@@ -349,21 +397,59 @@ def gateway_factory(amqp_uri):
         servers.append((thread, sock, pool, clicks, app))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
-    yield start
-    for thread, sock, pool, clicks, app in servers:
-        thread.kill()
-        sock.close()
-        pool.close()
-        clicks.close()
-        # its token-revocation listener would otherwise retry the deleted vhost every second for the rest of the run
-        revocations = app.extensions.get("token_revocations")
-        if revocations is not None:
-            revocations.close()
+    try:
+        yield start
+    finally:
+        for thread, sock, pool, clicks, app in servers:
+            thread.kill()
+            sock.close()
+            pool.close()
+            clicks.close()
+            # its token-revocation listener would otherwise retry the deleted vhost every second for the rest of the run
+            revocations = app.extensions.get("token_revocations")
+            if revocations is not None:
+                revocations.close()
+
+
+@pytest.fixture
+def gateway_factory(amqp_uri):
+    """Serve a gateway app over real HTTP on a free port; returns its base URL (``gateway_server_factory``)."""
+    with gateway_server_factory(amqp_uri) as start:
+        yield start
 
 
 @pytest.fixture
 def gateway(all_services, gateway_factory):
     return gateway_factory()
+
+
+@dataclass
+class Platform:
+    gateway: str
+    gateway_factory: object
+    db: object
+    rpc: object
+    amqp_uri: str
+
+
+@pytest.fixture(scope="module")
+def shared_platform(infra, template_database):
+    """One whole platform (database, virtual host, every service, a click worker, a gateway) for
+    a module whose tests cannot see each other: each makes its own users and things, none closes a
+    period or counts rows it did not make. Such a module overrides ``gateway`` (and ``db``,
+    ``rpc``, ``gateway_factory`` if it uses them) with this platform's; its tests then skip the
+    second a platform costs to start and stop."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(checked_database(infra, template_database))
+        host = stack.enter_context(virtual_host(infra))
+        config = config_for(host.uri, url)
+        stack.enter_context(service_starter(config, host))(*every_service())
+        stack.enter_context(click_worker_starter(config, host))()
+        factory = stack.enter_context(gateway_server_factory(host.uri))
+        engine = create_engine(url)
+        stack.callback(engine.dispose)
+        proxy = stack.enter_context(rpc_proxy(host.uri))
+        yield Platform(gateway=factory(), gateway_factory=factory, db=engine, rpc=proxy, amqp_uri=host.uri)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from tests.factories import bearer, credit_revenue, deposit, eventually, personal_token, sign_up
+from tests.shared_platform import gateway, rpc  # noqa: F401 - one platform for the module
 
 NOT_MONEY = "flattr thing email extendedread"
 

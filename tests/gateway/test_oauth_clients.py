@@ -13,6 +13,7 @@ import requests
 
 from tests.factories import bearer, create_thing, eventually, user_with_token
 from tests.web_forms import csrf_token, register_app, web_sign_up
+from tests.shared_platform import gateway  # noqa: F401 - one platform for the module
 
 
 def pkce() -> tuple[str, str]:

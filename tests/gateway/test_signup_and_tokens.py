@@ -1,6 +1,7 @@
 import requests
 
 from tests.factories import PASSWORD, bearer, personal_token, sign_up, unique_username
+from tests.shared_platform import gateway  # noqa: F401 - one platform for the module
 
 
 def test_sign_up_returns_the_new_user_with_private_fields(gateway):

@@ -5,6 +5,7 @@ import requests
 
 from tests.factories import PASSWORD, bearer
 from tests.web_forms import csrf_token, register_app, web_sign_up
+from tests.shared_platform import gateway  # noqa: F401 - one platform for the module
 
 
 def test_sign_up_page_signs_the_visitor_in(gateway):
