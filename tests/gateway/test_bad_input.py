@@ -4,7 +4,7 @@ import requests
 from sqlalchemy import text
 
 from tests.factories import user_with_token
-from tests.shared_platform import db, gateway  # noqa: F401 - one platform for the module
+from tests.shared_platform import db, gateway, rpc  # noqa: F401 - one platform for the module
 
 
 def _error(response, status, code=None):
