@@ -1,6 +1,5 @@
 """Money in and out over HTTP: deposits, wallets and means, revenue, payouts, the admin endpoints."""
 
-import pytest
 import requests
 from sqlalchemy import text
 
@@ -43,44 +42,6 @@ def test_same_idempotency_key_records_one_deposit(gateway, db):
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM settlement.deposits")).scalar() == 1
     ledger_check(gateway)
-
-
-@pytest.mark.parametrize("amount, status, code", [(513, 402, "payment_declined"), (1066, 502, "provider_error")])
-def test_refused_deposits_write_nothing(gateway, db, amount, status, code):
-    _, headers = user_with_token(gateway)
-    answer = deposit(gateway, headers, amount)
-    assert answer.status_code == status
-    assert answer.json()["error"] == code
-    assert wallet(gateway, headers)["balance"] == 0
-    with db.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM settlement.deposits")).scalar() == 0
-        assert conn.execute(text("SELECT count(*) FROM settlement.postings")).scalar() == 0
-    ledger_check(gateway)
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"amount": 0, "idempotency_key": "k"},
-        {"amount": -100, "idempotency_key": "k"},
-        {"amount": 12.5, "idempotency_key": "k"},
-        {"amount": "lots", "idempotency_key": "k"},
-        {"amount": 1000001, "idempotency_key": "k"},
-        {"amount": 10**30, "idempotency_key": "k"},
-        {"amount": 100},
-        {"idempotency_key": "k"},
-        {"amount": 100, "idempotency_key": ""},
-        {"amount": 100, "idempotency_key": "x" * 101},
-        {"amount": True, "idempotency_key": "k"},
-    ],
-)
-def test_bad_deposits_are_4xx_and_write_nothing(gateway, db, body):
-    _, headers = user_with_token(gateway)
-    answer = requests.post(f"{gateway}/rest/v2/user/deposits", json=body, headers=headers)
-    assert 400 <= answer.status_code < 500, answer.text
-    assert answer.json()["error"] in ("invalid_parameters", "invalid_request")
-    with db.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM settlement.transactions")).scalar() == 0
 
 
 def test_deposits_by_form(gateway):
@@ -126,18 +87,6 @@ def test_failed_payout_returns_the_money_to_revenue(gateway):
     ledger_check(gateway)
 
 
-@pytest.mark.parametrize("amount", [999, 6001, 0, -1000, "1000x", None])
-def test_payouts_below_the_minimum_or_above_revenue_are_refused(gateway, db, amount):
-    creator, headers = user_with_token(gateway)
-    credit_revenue(gateway, creator["username"], 6000)
-    answer = requests.post(f"{gateway}/rest/v2/user/payouts", json={"amount": amount, "idempotency_key": "p"}, headers=headers)
-    assert answer.status_code == 400
-    assert answer.json()["error"] == "invalid_parameters"
-    with db.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM settlement.payouts")).scalar() == 0
-    assert requests.get(f"{gateway}/rest/v2/user/revenue", headers=headers).json()["balance"] == 6000
-
-
 def test_someone_elses_payout_is_not_found(gateway):
     alice, alice_headers = user_with_token(gateway)
     _, bob_headers = user_with_token(gateway)
@@ -154,23 +103,6 @@ def test_admin_endpoints_need_the_admin_token(gateway, gateway_factory):
     assert requests.get(f"{gateway}/admin/ledger/check", headers=headers).status_code == 401
     disabled = gateway_factory(FLATTR_ADMIN_TOKEN="")
     assert requests.get(f"{disabled}/admin/ledger/check", headers=ADMIN).status_code == 403
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"username": "x", "account": "revenue", "amount": 100, "idempotency_key": "k"},
-        {"username": "x", "account": "fees", "amount": 100, "reason": "why", "idempotency_key": "k"},
-        {"username": "x", "account": "revenue", "amount": 0, "reason": "why", "idempotency_key": "k"},
-        {"username": "x", "account": "revenue", "amount": -100, "reason": "more than there is", "idempotency_key": "k"},
-    ],
-)
-def test_bad_adjustments_are_refused(gateway, body):
-    user, _ = user_with_token(gateway)
-    body = dict(body, username=user["username"])
-    answer = requests.post(f"{gateway}/admin/adjustments", json=body, headers=ADMIN)
-    assert answer.status_code == 400, answer.text
-    assert ledger_check(gateway)["totals"]["adjustments"] == 0
 
 
 def test_money_endpoints_need_a_token(gateway):

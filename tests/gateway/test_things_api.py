@@ -4,6 +4,7 @@ import uuid
 import requests
 
 from tests.factories import bearer, create_thing, personal_token, sign_up, user_with_token
+from tests.shared_platform import gateway  # noqa: F401 - one platform for the module
 
 THING_KEYS = {"type", "resource", "link", "id", "url", "title", "description", "language", "category", "tags",
               "hidden", "image", "created_at", "flattrs", "owner", "verified"}
@@ -86,12 +87,14 @@ def test_lookup_by_url_and_by_auto_submit_url(gateway):
 
 
 def test_search_by_text_tags_category_and_user(gateway):
+    # words of this test's own, so things other tests make on the same platform do not match
+    word = f"py{uuid.uuid4().hex[:8]}"
     alice, alice_headers = user_with_token(gateway)
     _, bob_headers = user_with_token(gateway)
-    py = create_thing(gateway, alice_headers, title="Python tricks", tags="python,code", category="software")
-    money = create_thing(gateway, alice_headers, title="Money matters", tags="money")
-    java = create_thing(gateway, bob_headers, title="Java and python", tags="java,python")
-    create_thing(gateway, alice_headers, title="Secret python notes", tags="python", hidden=True)
+    py = create_thing(gateway, alice_headers, title=f"{word} tricks", tags=f"{word},code", category="software")
+    money = create_thing(gateway, alice_headers, title="Money matters", tags=f"money{word}")
+    java = create_thing(gateway, bob_headers, title=f"Java and {word}", tags=f"java{word},{word}")
+    create_thing(gateway, alice_headers, title=f"Secret {word} notes", tags=word, hidden=True)
 
     def ids(**query):
         response = requests.get(f"{gateway}/rest/v2/things/search", params=query)
@@ -100,14 +103,14 @@ def test_search_by_text_tags_category_and_user(gateway):
         assert body["items"] == len(body["things"])
         return {t["id"] for t in body["things"]}
 
-    assert ids(tags="python") == {py, java}
-    assert ids(tags="python&!java") == {py}
-    assert ids(tags="money|java") == {money, java}
-    assert ids(query="python") == {py, java}
-    assert ids(category="software") == {py}
+    assert ids(tags=word) == {py, java}
+    assert ids(tags=f"{word}&!java{word}") == {py}
+    assert ids(tags=f"money{word}|java{word}") == {money, java}
+    assert ids(query=word) == {py, java}
+    assert ids(category="software", user=alice["username"]) == {py}
     assert ids(user=alice["username"]) == {py, money}
-    assert ids(tags="python", sort="flattrs", unknown_param="ignored") == {py, java}
-    page = requests.get(f"{gateway}/rest/v2/things/search", params={"tags": "python", "count": 1, "page": 2}).json()
+    assert ids(tags=word, sort="flattrs", unknown_param="ignored") == {py, java}
+    page = requests.get(f"{gateway}/rest/v2/things/search", params={"tags": word, "count": 1, "page": 2}).json()
     assert page["total_items"] == 2 and page["page"] == 2 and len(page["things"]) == 1
     assert requests.get(f"{gateway}/rest/v2/things/search", params={"sort": "loudest"}).status_code == 400
 

@@ -1,4 +1,4 @@
-"""A short ``make soak`` in the suite: 60 seconds of mixed traffic with random SIGKILLs of the
+"""A short ``make soak`` in the suite: 40 seconds of mixed traffic with random SIGKILLs of the
 platform's processes and one restart each of RabbitMQ and PostgreSQL (private instances), then
 the exact accounting of ``bench/soak.py``. ``pytest -m soak`` runs only this;
 ``SOAK_SECONDS`` makes it longer."""
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.soak]
 
 
 def test_a_minute_of_traffic_and_faults_loses_doubles_and_hangs_nothing(tmp_path):
-    seconds = os.environ.get("SOAK_SECONDS", "60")
+    seconds = os.environ.get("SOAK_SECONDS", "40")
     env = dict(os.environ, SOAK_SECONDS=seconds, SOAK_DIR=str(tmp_path / "soak"), PYTHONWARNINGS="ignore")
     log = tmp_path / "soak.out"
     with open(log, "w") as out:
