@@ -34,7 +34,7 @@ from services.common.db import Database
 from services.common.errors import UserNotFound
 from services.common.events import batch_subscriber, first_seen, subscriber
 from services.common.times import unix
-from services.common.outbox import Outbox
+from services.common.outbox import Outbox, unsent_before
 from services.common.rpc import rpc
 
 
@@ -80,6 +80,14 @@ class AccountsService:
     @rpc
     def get_budget(self, user_id):
         return budgets.get_budget(self.db, user_id)
+
+    @rpc
+    def budget_changes_unsent(self, recorded_before):
+        """Budget changes made at or before ``recorded_before`` (ISO 8601) that the outbox has not
+        published yet: settlement charges the budgets in force at a seal only once this is 0."""
+        count = unsent_before(self.db, outbox, "budget.changed", recorded_before)
+        self.db.rollback()
+        return count
 
     # -- two-factor sign-in (signatures: services.accounts.two_factor) -----------------------
 

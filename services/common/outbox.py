@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     func,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -78,6 +79,17 @@ def record_many(session, schema: str, event_type: str, data_query: str, params: 
     """Write one event per row of ``data_query`` (a SELECT with one jsonb column ``data``) in a
     single statement: the set-based form of ``record``, with the same envelope."""
     return _write(session, schema, event_type, data_query, params).rowcount
+
+
+def unsent_before(session, table: Table, event_type: str, recorded_before) -> int:
+    """How many ``event_type`` events recorded at or before ``recorded_before`` are still in the
+    outbox, unpublished: a consumer that must have heard every one of them (settlement, of the
+    budget changes before a seal) waits while this is not 0."""
+    return session.execute(
+        select(func.count()).select_from(table).where(
+            table.c.event_type == event_type, table.c.sent_at.is_(None), table.c.created_at <= recorded_before
+        )
+    ).scalar_one()
 
 
 class OutboxRelay:

@@ -68,16 +68,26 @@ class SettlementBatchService:
         with Connection(self.config["AMQP_URI"], connect_timeout=5) as conn:
             return queue(conn.default_channel).queue_declare(passive=True).message_count
 
+    def _budget_changes_unsent(self, period: str) -> int:
+        """Budget changes made before ``period``'s seal still in accounts' outbox (the broker was
+        away when they were made, or accounts' relay has not run yet)."""
+        sealed_at = self.db.execute(text("SELECT sealed_at FROM settlement.settlements WHERE period = :p"), {"p": period}).scalar()
+        self.db.rollback()
+        if sealed_at is None:
+            return 0
+        return self.accounts.budget_changes_unsent(sealed_at.isoformat())
+
     def _caught_up(self, period: str, patience: float) -> bool:
         """Whether the budgets in force at the seal have all reached the replica: the budget that
         counts is the one in force when the period was sealed, and a change made just before the
-        seal may still be on its way (queued while the settlement service was down)."""
+        seal may still be on its way: in accounts' outbox while the broker was away, or queued
+        for settlement while it was down."""
         deadline = time.monotonic() + patience
         while True:
             try:
-                waiting = self._budget_changes_waiting()
-            except Exception as exc:  # the broker is away: wait for it, as for the changes
-                log.info("cannot see the budget changes' queue (%s); settling %s later", exc, period)
+                waiting = self._budget_changes_unsent(period) + self._budget_changes_waiting()
+            except Exception as exc:  # the broker or accounts is away: wait for them, as for the changes
+                log.info("cannot tell whether budget changes are on their way (%s); settling %s later", exc, period)
                 return False
             if waiting == 0:
                 return True
