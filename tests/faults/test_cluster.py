@@ -35,7 +35,6 @@ import pytest
 from services.common import topology
 from testsupport import devstack, instances
 from testsupport.cluster import NamespacedRabbitCluster, RabbitCluster, namespaces_work
-from testsupport.instances import PrivatePostgres
 from testsupport.traffic import MixedTraffic
 
 FULL = os.environ.get("CLUSTER_TEST", "").lower() == "full"
@@ -65,13 +64,9 @@ full_only = pytest.mark.skipif(not FULL, reason="make test-cluster (CLUSTER_TEST
 
 
 @pytest.fixture(scope="module")
-def postgres_server():
-    postgres = PrivatePostgres()
-    try:
-        postgres.start()
-        yield postgres
-    finally:
-        postgres.cleanup()
+def postgres_server(_private_postgres_server):
+    """The module's private PostgreSQL (tests/faults/conftest.py)."""
+    return _private_postgres_server
 
 
 @pytest.fixture(scope="module")
