@@ -253,6 +253,11 @@ def walk(journey: Journey, browser) -> None:
                        ("/apps", "apps")):
         creator.goto(BASE + path)
         journey.look(creator, name)
+    # the two-factor set-up page (QR code, key, code field), left unconfirmed
+    creator.goto(f"{BASE}/settings")
+    creator.click("#two-factor-begin")
+    expect(creator.locator("#two-factor-qr svg")).to_be_visible()
+    journey.look(creator, "two-factor-setup")
     visitor = browser.new_context(viewport=DESKTOP).new_page()
     for path, name in (("/login", "login"), ("/password/reset", "password-reset"), ("/embed", "embed-help"),
                        ("/thing/999999", "not-found")):

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import uuid
 
-from flask import session
+from flask import flash, session
 
+from services.common.errors import DomainError
 from services.gateway import rpc
+from services.gateway.views import ownership as ownership_checks
 
 
 def me() -> int:
@@ -41,3 +43,20 @@ def form_key() -> str:
 
 def signed_in() -> bool:
     return "user_id" in session
+
+
+def check_and_say(method: str, target, passed: str, what: str) -> None:
+    """Ask accounts for an ownership check (``request_claim`` or ``request_host``), wait for its
+    outcome as the API does, and tell the user in words: ``passed`` (formatted with the check),
+    the reason it failed, or that ``what`` is still being checked."""
+    try:
+        check = ownership_checks.outcome(rpc.call("accounts", method, me(), target), me())
+    except DomainError as exc:
+        flash(exc.description, "error")
+        return
+    if check["state"] == "passed":
+        flash(passed.format(**check), "ok")
+    elif check["state"] == "failed":
+        flash(f"Not yet: {check['reason'] or 'the check failed'}", "error")
+    else:
+        flash(f"Still checking {what}: look again in a moment.", "ok")

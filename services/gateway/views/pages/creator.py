@@ -12,10 +12,9 @@ from services.common.money import Money, cents_from_text
 from services.common.things import AutoSubmit, is_username, is_web_url
 from services.gateway import representations as rep
 from services.gateway import rpc
-from services.gateway.views import ownership as ownership_checks
 from services.gateway.views.api import catalog
 from services.gateway.views.pages import charts
-from services.gateway.views.pages.common import form_key, me, signed_in, with_counts
+from services.gateway.views.pages.common import check_and_say, form_key, me, signed_in, with_counts
 from services.gateway.views.web import login_required, web
 
 THING_FORM_FIELDS = ("url", "title", "description", "category", "language", "tags")
@@ -50,17 +49,8 @@ def dashboard():
 def verify_host():
     """Verify a whole site at once: accounts reads its ``/.well-known/flattr`` file, or the owner
     mark in its home page, on its own pool; the page waits for the outcome as the API does."""
-    try:
-        check = ownership_checks.outcome(rpc.call("accounts", "request_host", me(), request.form.get("host", "").strip()), me())
-    except DomainError as exc:
-        flash(exc.description, "error")
-        return redirect(url_for("web.dashboard") + "#sites")
-    if check["state"] == "passed":
-        flash(f"Checked: {check['target']} is yours. Your things on it are verified, and their escrow is on its way to your revenue.", "ok")
-    elif check["state"] == "failed":
-        flash(f"Not yet: {check['reason'] or 'the check failed'}", "error")
-    else:
-        flash("Still checking the site: look again in a moment.", "ok")
+    check_and_say("request_host", request.form.get("host", "").strip(),
+                  "Checked: {target} is yours. Your things on it are verified, and their escrow is on its way to your revenue.", "the site")
     return redirect(url_for("web.dashboard") + "#sites")
 
 

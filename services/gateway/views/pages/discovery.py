@@ -8,10 +8,9 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from services.common.errors import DomainError, NotFound, UserNotFound
 from services.common.paging import MAX_ID
 from services.gateway import rpc
-from services.gateway.views import ownership as ownership_checks
 from services.gateway.views.api import catalog
 from services.gateway.views.pages import charts
-from services.gateway.views.pages.common import me, signed_in, things_by_id, with_counts
+from services.gateway.views.pages.common import check_and_say, me, signed_in, things_by_id, with_counts
 from services.gateway.views.pages.reader import period_overview
 from services.gateway.views.web import login_required, web
 
@@ -140,17 +139,8 @@ def thing_subscribe(thing_id):
 def thing_claim(thing_id):
     """"Check now": accounts fetches the thing's page (on its own pool) and looks for the owner
     mark naming the user; the page waits for the outcome as the API does."""
-    try:
-        check = ownership_checks.outcome(rpc.call("accounts", "request_claim", me(), thing_id), me())
-    except DomainError as exc:
-        flash(exc.description, "error")
-        return redirect(url_for("web.thing_page", thing_id=thing_id))
-    if check["state"] == "passed":
-        flash("Checked: the page names you, so this thing is yours. Its escrow is on its way to your revenue.", "ok")
-    elif check["state"] == "failed":
-        flash(f"Not yet: {check['reason'] or 'the check failed'}", "error")
-    else:
-        flash("Still checking the page: look again in a moment.", "ok")
+    check_and_say("request_claim", thing_id,
+                  "Checked: the page names you, so this thing is yours. Its escrow is on its way to your revenue.", "the page")
     return redirect(url_for("web.thing_page", thing_id=thing_id))
 
 
