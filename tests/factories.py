@@ -105,3 +105,20 @@ def eventually(probe, timeout: float = 5.0, interval: float = 0.05):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def sealed_click_period(session, period: str, starts_at: str, sealed_at: str) -> None:
+    """A period sealed before every other in the clicks schema, with its partition, for tests
+    that put its clicks in directly (the caller commits)."""
+    from sqlalchemy import text
+
+    from services.clicks import partitions
+
+    session.execute(
+        text(
+            "INSERT INTO clicks.periods (id, seq, state, starts_at, sealed_at) "
+            "SELECT :p, coalesce(min(seq), 1) - 1, 'sealed', :b, :s FROM clicks.periods ON CONFLICT DO NOTHING"
+        ),
+        {"p": period, "b": starts_at, "s": sealed_at},
+    )
+    partitions.ensure_partition(session, period)

@@ -20,6 +20,7 @@ from services.settlement import deposits, rules
 from services.settlement.batch import Sources
 from services.settlement.models import outbox
 from services.settlement.providers import SandboxProvider
+from tests.factories import sealed_click_period
 
 PERIOD = "2026-10"
 SEALED_AT = "2026-11-01T00:00:00+00:00"
@@ -55,10 +56,7 @@ class World:
                 text("INSERT INTO settlement.things (thing_id, owner_id, verified, changed_at) VALUES (:t, :o, :v, '2026-10-01')"),
                 {"t": thing_id, "o": owner, "v": owner is not None and thing_id not in self.unverified},
             )
-        session.execute(
-            text("INSERT INTO clicks.periods (id, seq, state, starts_at, sealed_at) SELECT :p, coalesce(min(seq), 1) - 1, 'sealed', '2026-10-01', :s FROM clicks.periods"),
-            {"p": self.period, "s": SEALED_AT},
-        )
+        sealed_click_period(session, self.period, "2026-10-01", SEALED_AT)
         for user_id, thing_id in self.clicks:
             session.execute(
                 text("INSERT INTO clicks.clicks (period_id, user_id, thing_id, request_id) VALUES (:p, :u, :t, gen_random_uuid())"),

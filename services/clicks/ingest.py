@@ -9,7 +9,9 @@ counters, and returns one answer per request. The rules, first match wins:
 
 A request carries its id (the AMQP correlation id) into the click row; when a worker dies after
 committing and the request is delivered again, the stored id is recognised and the answer is
-``ok`` again, not ``flattr_once``.
+``ok`` again, not ``flattr_once``, also when a seal came between (``REDELIVERY_WINDOW_SECONDS``).
+The statement reads the partitions of the open period and of the periods sealed within that
+window only (``services.clicks.partitions``), so its cost does not grow with the periods kept.
 """
 from __future__ import annotations
 
@@ -36,10 +38,24 @@ class NoOpenPeriod(Exception):
     """The period was being sealed while the batch waited: run the batch again."""
 
 
+# The open period (share-locked: the seal waits for this batch to commit, see
+# services.clicks.periods) and the periods sealed within the redelivery window, in one round trip.
+# If a seal committed while this waited for the lock, no open period is visible: NoOpenPeriod.
+_PERIODS = """
+SELECT id, state FROM clicks.periods
+WHERE state = 'open' OR sealed_at > now() - interval '{window} seconds'
+FOR SHARE
+"""
+
+# A redelivered request is looked for in the periods sealed this long ago or since: a request is
+# redelivered within its deadline (seconds), so a day covers any redelivery across a seal while
+# the click path reads a bounded number of partitions, however many periods the table keeps.
+REDELIVERY_WINDOW_SECONDS = 86400
+
+# The periods' ids are literals ({open_period}, {recent_periods}), not parameters, so the planner
+# reads only their partitions of the clicks table.
 _RESOLVE = """
-WITH period AS (
-    SELECT id FROM clicks.periods WHERE state = 'open' FOR SHARE
-), req (idx, request_id, user_id, thing_id, source) AS (
+WITH req (idx, request_id, user_id, thing_id, source) AS (
     VALUES {values}
 ), judged AS (
     SELECT r.idx, r.request_id, r.user_id, r.thing_id, r.source,
@@ -47,25 +63,29 @@ WITH period AS (
            t.owner_id, t.url, t.title,
            coalesce(m.has_means, false) AS has_means,
            m.user_id IS NOT NULL AS means_known,
-           prior.id IS NOT NULL AS stored_before
+           prior.hit IS NOT NULL AS stored_before
     FROM req r
     LEFT JOIN clicks.things t ON t.thing_id = r.thing_id
     LEFT JOIN clicks.means m ON m.user_id = r.user_id
-    -- the same request stored earlier (a redelivery), in whatever period
-    LEFT JOIN clicks.clicks prior ON prior.request_id = r.request_id
+    -- the same request stored earlier (a redelivery), in the open period or one sealed lately
+    -- (LATERAL: one index probe per request and partition; a join would let the planner hash a
+    -- whole month of clicks for a batch of a few hundred)
+    LEFT JOIN LATERAL (
+        SELECT 1 AS hit FROM clicks.clicks p WHERE p.request_id = r.request_id AND p.period_id IN ({recent_periods}) LIMIT 1
+    ) prior ON true
 ), candidates AS (
     SELECT DISTINCT ON (user_id, thing_id) idx, request_id, user_id, thing_id, source FROM judged
     WHERE found AND owner_id IS DISTINCT FROM user_id AND has_means AND NOT stored_before
     ORDER BY user_id, thing_id, idx
 ), ins AS (
     INSERT INTO clicks.clicks (period_id, user_id, thing_id, request_id, source)
-    SELECT period.id, c.user_id, c.thing_id, c.request_id, c.source FROM candidates c CROSS JOIN period
+    SELECT {open_period}, c.user_id, c.thing_id, c.request_id, c.source FROM candidates c
     ON CONFLICT DO NOTHING
     RETURNING user_id, thing_id, request_id
 ), counted AS (
     -- in thing order: two batches sharing things lock their counters in the same order
     INSERT INTO clicks.thing_counters AS tc (thing_id, flattrs, period_id, period_flattrs, last_flattr_at)
-    SELECT ins.thing_id, count(*), (SELECT id FROM period), count(*), now() FROM ins GROUP BY ins.thing_id ORDER BY ins.thing_id
+    SELECT ins.thing_id, count(*), {open_period}, count(*), now() FROM ins GROUP BY ins.thing_id ORDER BY ins.thing_id
     ON CONFLICT (thing_id) DO UPDATE SET
         flattrs = tc.flattrs + EXCLUDED.flattrs,
         period_flattrs = CASE WHEN tc.period_id = EXCLUDED.period_id THEN tc.period_flattrs + EXCLUDED.period_flattrs
@@ -76,7 +96,7 @@ WITH period AS (
 ), announced AS (
     -- the batch's counts, announced to accounts (the search sorts) by services.clicks.counts
     INSERT INTO clicks.count_deltas (thing_id, day, period, flattrs)
-    SELECT thing_id, (now() AT TIME ZONE 'UTC')::date, (SELECT id FROM period), count(*) FROM ins GROUP BY thing_id
+    SELECT thing_id, (now() AT TIME ZONE 'UTC')::date, {open_period}, count(*) FROM ins GROUP BY thing_id
     RETURNING 1
 )
 SELECT j.idx, j.found, j.owner_id, j.has_means, j.means_known, j.stored_before, j.url, j.title,
@@ -84,12 +104,13 @@ SELECT j.idx, j.found, j.owner_id, j.has_means, j.means_known, j.stored_before, 
        ins.request_id IS NOT NULL AS inserted_by_batch,
        before.request_id AS existing_request,
        coalesce(counted.flattrs, tc.flattrs, 0) AS flattrs,
-       period.id AS period_id
+       {open_period}::text AS period_id
 FROM judged j
-CROSS JOIN period
 LEFT JOIN ins ON ins.user_id = j.user_id AND ins.thing_id = j.thing_id
-LEFT JOIN clicks.clicks before
-       ON before.period_id = period.id AND before.user_id = j.user_id AND before.thing_id = j.thing_id
+LEFT JOIN LATERAL (
+    SELECT b.request_id FROM clicks.clicks b
+    WHERE b.period_id = {open_period} AND b.user_id = j.user_id AND b.thing_id = j.thing_id LIMIT 1
+) before ON true
 LEFT JOIN counted ON counted.thing_id = j.thing_id
 LEFT JOIN clicks.thing_counters tc ON tc.thing_id = j.thing_id
 """
@@ -134,16 +155,36 @@ def resolve(cursor, requests: list[ClickRequest]) -> list[dict]:
     """Answers for ``requests``, in order. Runs in the caller's transaction; the caller commits."""
     if not requests:
         return []
-    cursor.execute(_RESOLVE.format(values=_values(cursor, requests)))
+    open_period, recent = _periods(cursor)
+    cursor.execute(
+        _RESOLVE.format(
+            values=_values(cursor, requests),
+            open_period=cursor.mogrify("%s", (open_period,)).decode(),
+            recent_periods=",".join(cursor.mogrify("%s", (p,)).decode() for p in recent),
+        )
+    )
     rows = [_Row(values) for values in cursor.fetchall()]
-    if not rows:
-        raise NoOpenPeriod()
     by_index = {row.idx: row for row in rows}
     return [answer(by_index[i], request) for i, request in enumerate(requests)]
 
 
+def _periods(cursor) -> tuple[str, list[str]]:
+    """The open period, share-locked, and the ids of the periods a redelivery is looked for in."""
+    cursor.execute(_PERIODS.format(window=int(REDELIVERY_WINDOW_SECONDS)))
+    found = cursor.fetchall()
+    open_ids = [pid for pid, state in found if state == "open"]
+    if not open_ids:
+        raise NoOpenPeriod()
+    return open_ids[0], [pid for pid, _ in found]
+
+
 def stored_requests(cursor, request_ids: list[str]) -> set[str]:
-    cursor.execute("SELECT request_id::text FROM clicks.clicks WHERE request_id = ANY(%s::uuid[])", (request_ids,))
+    """Which of ``request_ids`` are stored, in the periods a redelivery is looked for in."""
+    cursor.execute(
+        "SELECT request_id::text FROM clicks.clicks WHERE request_id = ANY(%s::uuid[]) AND period_id IN "
+        "(SELECT id FROM clicks.periods WHERE state = 'open' OR sealed_at > now() - make_interval(secs => %s))",
+        (request_ids, REDELIVERY_WINDOW_SECONDS),
+    )
     return {r[0] for r in cursor.fetchall()}
 
 

@@ -28,6 +28,9 @@ class Period(Base):
     state: Mapped[str] = mapped_column(String(10), server_default="open")
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sealed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # a settled period's clicks written to an archive file and its partition dropped
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    archived_clicks: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     __table_args__ = (
         CheckConstraint("state IN ('open', 'sealed')", name="period_state"),
         Index("periods_one_open", "state", unique=True, postgresql_where=text("state = 'open'")),
@@ -35,9 +38,12 @@ class Period(Base):
 
 
 class Click(Base):
+    """One partition per period (``services.clicks.partitions``): a partitioned table's unique
+    indexes hold the partition key, so the key is (id, period)."""
+
     __tablename__ = "clicks"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    period_id: Mapped[str] = mapped_column(String(16))
+    period_id: Mapped[str] = mapped_column(String(16), primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger)
     thing_id: Mapped[int] = mapped_column(BigInteger)
     # the request that made the click: a redelivered request is recognised and answered "ok" again
@@ -46,9 +52,10 @@ class Click(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     __table_args__ = (
         Index("clicks_once_per_period", "period_id", "user_id", "thing_id", unique=True),
-        Index("clicks_one_per_request", "request_id", unique=True),
+        Index("clicks_by_request", "request_id"),
         Index("clicks_by_thing", "thing_id", "id"),
         Index("clicks_by_user", "user_id", "id"),
+        {"postgresql_partition_by": "LIST (period_id)"},
     )
 
 

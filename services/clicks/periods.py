@@ -6,7 +6,8 @@ A period is a calendar month (UTC) unless ops close one early. Ids are short and
 Sealing is exact without stopping the workers: each worker batch takes a share lock on the open
 period's row for the length of its transaction, and ``seal`` updates that row, so it waits for
 every batch that may still write into the period to commit, and every later batch finds the next
-period open. New subscription clicks for the next period are made in the same transaction.
+period open. The next period's partition of the clicks table (``services.clicks.partitions``) and
+its subscription clicks are made in the same transaction.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from datetime import datetime, timezone
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from services.clicks import partitions
 from services.common.db import copy
 from services.common.errors import InvalidParameters, NotFound
 
@@ -51,6 +53,8 @@ def month_end(starts_at: datetime) -> datetime:
 def seal(session: Session, expected: str | None = None) -> tuple[str, str] | None:
     """Seal the open period and open the next. Returns (sealed, next) or None if ``expected`` is
     no longer the open period (another replica sealed it first). The caller commits."""
+    # first, before any other lock: an archive run detaching a partition finishes or waits
+    partitions.lock_partitions(session)
     open_id = session.execute(text("SELECT id FROM clicks.periods WHERE state = 'open'")).scalar()
     if open_id is None or (expected is not None and open_id != expected):
         return None
@@ -76,6 +80,7 @@ def seal(session: Session, expected: str | None = None) -> tuple[str, str] | Non
         text("INSERT INTO clicks.periods (id, seq, state, starts_at) VALUES (:i, :s, 'open', :t)"),
         {"i": next_id, "s": seq, "t": now},
     )
+    partitions.ensure_partition(session, next_id)
     subscription_clicks(session, next_id)
     return sealed, next_id
 
@@ -129,11 +134,13 @@ def export_page(session: Session, period: str, after: int | None, limit: int) ->
     thing id (from 0) and the reader's number of clicks, which the split needs; computed here in
     index order, so neither side sorts a million rows. Returns ``{"rows": COPY text, "count",
     "last": the page's last reader, "done": no reader after this page}``."""
-    state = session.execute(text("SELECT state FROM clicks.periods WHERE id = :p"), {"p": period}).scalar()
-    if state is None:
+    found = session.execute(text("SELECT state, archived_at FROM clicks.periods WHERE id = :p"), {"p": period}).first()
+    if found is None:
         raise NotFound("no such period")
-    if state != "sealed":
+    if found.state != "sealed":
         raise InvalidParameters("the period is still open")
+    if found.archived_at is not None:
+        raise InvalidParameters("the period's clicks were archived (python -m services.clicks.ops archive)")
     after = -1 if after is None else int(after)
     # the reader at the page's last row: the page runs to the end of that reader's clicks
     upto = session.execute(

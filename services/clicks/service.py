@@ -195,12 +195,14 @@ class ClicksService:
     def list_periods(self):
         rows = self.db.execute(
             text(
-                "SELECT p.id, p.state, p.starts_at, p.sealed_at, count(c.id) AS clicks FROM clicks.periods p "
-                "LEFT JOIN clicks.clicks c ON c.period_id = p.id GROUP BY p.id ORDER BY p.seq DESC"
+                "SELECT p.id, p.state, p.starts_at, p.sealed_at, p.archived_at, "
+                "coalesce(p.archived_clicks, (SELECT count(*) FROM clicks.clicks c WHERE c.period_id = p.id)) AS clicks "
+                "FROM clicks.periods p ORDER BY p.seq DESC"
             )
         )
         return [
-            {"id": r.id, "state": r.state, "starts_at": unix(r.starts_at), "sealed_at": unix(r.sealed_at), "clicks": r.clicks}
+            {"id": r.id, "state": r.state, "starts_at": unix(r.starts_at), "sealed_at": unix(r.sealed_at), "clicks": r.clicks,
+             "archived_at": unix(r.archived_at)}
             for r in rows
         ]
 
@@ -229,8 +231,8 @@ class ClicksService:
         rows = self.db.execute(
             text(
                 "SELECT t.id, coalesce(c.flattrs, 0) AS flattrs, c.last_flattr_at, "
-                "EXISTS (SELECT 1 FROM clicks.clicks k JOIN clicks.periods p ON p.id = k.period_id AND p.state = 'open' "
-                "        WHERE k.thing_id = t.id AND k.user_id = :u) AS flattred "
+                "EXISTS (SELECT 1 FROM clicks.clicks k WHERE k.period_id = (SELECT id FROM clicks.periods WHERE state = 'open') "
+                "        AND k.thing_id = t.id AND k.user_id = :u) AS flattred "
                 "FROM unnest(CAST(:ids AS bigint[])) AS t(id) LEFT JOIN clicks.thing_counters c ON c.thing_id = t.id"
             ),
             {"ids": thing_ids, "u": user_id},

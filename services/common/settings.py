@@ -108,6 +108,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CLICK_BATCH_SIZE", "500", "most click requests a worker resolves in one statement and one commit"),
     Setting("CLICK_BATCH_WAIT_MS", "5", "how long a worker waits to fill a batch once it has a request"),
     Setting("CLICK_WORKERS", "1", "click workers `make dev` starts (compose and Kubernetes scale theirs on their own)"),
+    Setting(
+        "CLICK_RETENTION_PERIODS",
+        "12",
+        "sealed periods whose clicks stay in the clicks table; older settled periods are archived to files by "
+        "`python -m services.clicks.ops archive` (nothing is archived unless that command runs)",
+    ),
+    Setting("CLICK_ARCHIVE_DIR", "var/click-archive", "where `python -m services.clicks.ops archive` writes archived periods' clicks"),
     Setting("CLICK_TIMEOUT", "10", "seconds the gateway waits for a click's answer before answering 503"),
     Setting(
         "COUNTS_ANNOUNCE_SECONDS",

@@ -535,3 +535,19 @@ def test_everything_is_namespaced_and_the_namespace_is_applied_first():
     for _, doc in k8s_docs():
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == namespaces[0]["metadata"]["name"]
+
+
+def test_settled_clicks_are_archived_monthly_to_a_volume_with_the_clicks_database_only():
+    job = _k8s("CronJob")["click-archive"]
+    assert job["spec"]["concurrencyPolicy"] == "Forbid", "two archive runs must not overlap"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][:4] == ["python", "-m", "services.clicks.ops", "archive"]
+    archive_dir = container["command"][container["command"].index("--to") + 1]
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == archive_dir
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] in _k8s("PersistentVolumeClaim")
+    secret_keys = {v["valueFrom"]["secretKeyRef"]["key"] for v in container["env"]}
+    assert secret_keys == {"AMQP_URI", "CLICKS_DATABASE_URL"}, "it asks settlement over the broker, reads no other schema"
+    assert pod["securityContext"]["runAsNonRoot"] is True

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from services.clicks import periods
 from services.common.db import copy
 from services.settlement import batch, rules
+from tests.factories import sealed_click_period
 
 cents = st.integers(min_value=0, max_value=10**12)
 maybe_cents = st.none() | cents
@@ -44,13 +45,7 @@ def test_each_readers_shares_are_the_python_split_of_their_amount_after_the_fee(
     """The whole way a share is made: the clicks service's export gives each click its position
     and its reader's number of clicks, and ``settlement.reader_shares`` turns them into cents."""
     with Session(db) as session:
-        session.execute(
-            text(
-                "INSERT INTO clicks.periods (id, seq, state, starts_at, sealed_at) "
-                "SELECT :p, coalesce(min(seq), 1) - 1, 'sealed', '2026-09-01', '2026-10-01' FROM clicks.periods ON CONFLICT DO NOTHING"
-            ),
-            {"p": PERIOD},
-        )
+        sealed_click_period(session, PERIOD, "2026-09-01", "2026-10-01")
         name = batch.partition_name(PERIOD)
         session.execute(
             text(f"CREATE TABLE IF NOT EXISTS settlement.\"{name}\" PARTITION OF settlement.period_clicks "

@@ -12,6 +12,7 @@ from services.common.money import Money
 from services.common.outbox import TableRecorder
 from services.settlement import batch, escrow, ledger, rules, statements
 from services.settlement.models import outbox
+from tests.factories import sealed_click_period
 from tests.settlement_world import PERIOD, SEALED_AT, World, all_postings, settlement_postings, sources
 
 
@@ -286,10 +287,7 @@ def test_things_the_replica_never_heard_of_are_asked_of_accounts(db, world):
 
 def test_periods_settle_in_the_order_they_were_sealed(db, world):
     with Session(db) as session:
-        session.execute(
-            text("INSERT INTO clicks.periods (id, seq, state, starts_at, sealed_at) "
-                 "SELECT '2026-10.2', coalesce(min(seq), 1) - 1, 'sealed', '2026-11-01', '2026-11-02' FROM clicks.periods")
-        )
+        sealed_click_period(session, "2026-10.2", "2026-11-01", "2026-11-02")
         session.execute(
             text("INSERT INTO clicks.clicks (period_id, user_id, thing_id, request_id) VALUES ('2026-10.2', 101, 6, gen_random_uuid())")
         )
