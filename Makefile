@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install dev test test-cluster test-openapi migrate clean bench-ingest bench-clicks bench-button bench-settlement bench-broker soak
+.PHONY: install dev test test-cluster test-openapi migrate clean bench-ingest bench-clicks bench-button bench-settlement bench-broker bench-partitions soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-button: install
 
 bench-settlement: install
 	PYTHONWARNINGS=ignore $(PY) -m bench.settlement
+
+# the clicks table's partitions at a scale: the upgrade that makes them, a period's archive, the click path meanwhile
+bench-partitions: install
+	PYTHONWARNINGS=ignore $(PY) -m bench.partitions
 
 # RPC and event latency with classic and with quorum queues on the local RabbitMQ (private virtual hosts)
 bench-broker: install
