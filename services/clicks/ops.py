@@ -30,22 +30,16 @@ from services.common.db import engine_for
 def list_partitions(url: str) -> int:
     engine = engine_for(url)
     with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT p.id, p.state, p.archived_at, p.archived_clicks, "
-                "(SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                " AND n.nspname = 'clicks' WHERE c.relname = 'clicks_' || translate(p.id, '-.', '__')) AS estimated_rows "
-                "FROM clicks.periods p ORDER BY p.seq"
-            )
-        ).all()
-    for r in rows:
-        if r.archived_at is not None:
-            where = f"archived {r.archived_at:%Y-%m-%d %H:%M} UTC, {r.archived_clicks:,} clicks"
-        elif r.estimated_rows is None:
-            where = "no partition"
-        else:
-            where = f"{partitions.partition_name(r.id)}, about {max(r.estimated_rows, 0):,} clicks"
-        print(f"{r.id:<12} {r.state:<7} {where}")
+        periods = conn.execute(text("SELECT id, state, archived_at, archived_clicks FROM clicks.periods ORDER BY seq")).all()
+        for p in periods:
+            name = partitions.partition_name(p.id)
+            if p.archived_at is not None:
+                where = f"archived {p.archived_at:%Y-%m-%d %H:%M} UTC, {p.archived_clicks:,} clicks"
+            elif conn.execute(text("SELECT to_regclass(:t)"), {"t": f"clicks.{name}"}).scalar() is None:
+                where = "no partition"
+            else:
+                where = f"{name}, {conn.execute(text(f'SELECT count(*) FROM clicks.{name}')).scalar():,} clicks"
+            print(f"{p.id:<12} {p.state:<7} {where}")
     return 0
 
 
