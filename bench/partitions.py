@@ -22,27 +22,16 @@ import uuid
 from pathlib import Path
 
 import psycopg2
-from alembic import command
 from sqlalchemy import create_engine, text
 
 from bench.common import private_environment, progress, say
 from services.clicks import ingest, partitions
-from services.common.migrate import alembic_config
+from services.common.migrate import downgrade, upgrade
 
 CLICKS = int(os.environ.get("BENCH_CLICKS", "1000000"))
 SEALED = "2026-10"
 READERS = max(CLICKS // 10, 1)
 THINGS = 20000
-
-
-def migrate(url: str, revision: str, down: bool = False) -> None:
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        cfg = alembic_config("clicks", url)
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, revision)
-        conn.commit()
-    engine.dispose()
 
 
 def seed_old_schema(url: str) -> str:
@@ -101,10 +90,10 @@ def main() -> None:
     say(f"partitions benchmark: {CLICKS:,} clicks, half of them in a sealed period")
     with private_environment("partitions") as (url, _amqp_uri):
         dsn = url.replace("postgresql+psycopg2://", "postgresql://")
-        migrate(url, "0004", down=True)
+        downgrade("clicks", url, "0004")
         open_id = seed_old_schema(url)
         started = time.perf_counter()
-        migrate(url, "head")
+        upgrade("clicks", url)
         upgrade_seconds = time.perf_counter() - started
         say(f"upgrade (migration 0005): {CLICKS:,} clicks moved in {upgrade_seconds:.1f} s = {CLICKS / upgrade_seconds:,.0f} clicks/s")
 

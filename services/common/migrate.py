@@ -47,7 +47,17 @@ def ensure_database(url: str) -> None:
         admin.dispose()
 
 
-def upgrade(service: str, url: str | None = None) -> None:
+def upgrade(service: str, url: str | None = None, revision: str = "head") -> None:
+    """Migrate ``service``'s schema up to ``revision``; ``downgrade`` goes the other way (tests
+    and benchmarks of a migration start from the revision before it)."""
+    _migrate(service, url, revision, command.upgrade)
+
+
+def downgrade(service: str, url: str | None, revision: str) -> None:
+    _migrate(service, url, revision, command.downgrade)
+
+
+def _migrate(service: str, url: str | None, revision: str, step) -> None:
     url = url or settings.get(URL_KEYS[service])
     engine = create_engine(url)
     try:
@@ -58,7 +68,7 @@ def upgrade(service: str, url: str | None = None) -> None:
                 conn.commit()
                 cfg = alembic_config(service, url)
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                step(cfg, revision)
                 conn.commit()
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": f"migrate:{service}"})

@@ -20,14 +20,13 @@ import uuid
 
 import psycopg2
 import pytest
-from alembic import command
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.clicks import ingest, ops, partitions, periods, readers
 from services.common.db import dispose_engines
 from services.common.errors import InvalidParameters
-from services.common.migrate import alembic_config
+from services.common.migrate import downgrade, upgrade
 from services.settlement import batch
 from testsupport.seeding import seed_click_path
 from tests.settlement_world import PERIOD, SEALED_AT, sources
@@ -45,20 +44,8 @@ def partition_of(conn, period: str) -> str | None:
     ).scalar()
 
 
-def migrate_to(database_url: str, revision: str, downgrade: bool = False) -> None:
-    from sqlalchemy import create_engine
-
-    engine = create_engine(database_url)
-    with engine.connect() as conn:
-        cfg = alembic_config("clicks", database_url)
-        cfg.attributes["connection"] = conn
-        (command.downgrade if downgrade else command.upgrade)(cfg, revision)
-        conn.commit()
-    engine.dispose()
-
-
 def test_upgrading_moves_every_click_into_its_periods_partition_and_downgrading_gives_them_back(database_url, db):
-    migrate_to(database_url, "0004", downgrade=True)
+    downgrade("clicks", database_url, "0004")
     with db.begin() as conn:
         assert conn.execute(text("SELECT relkind FROM pg_class WHERE oid = 'clicks.clicks'::regclass")).scalar() == "r"
         conn.execute(text("INSERT INTO clicks.periods (id, seq, state, starts_at, sealed_at) VALUES ('2026-09', -1, 'sealed', '2026-09-01', '2026-10-01')"))
@@ -70,7 +57,7 @@ def test_upgrading_moves_every_click_into_its_periods_partition_and_downgrading_
             )
         )
         before = conn.execute(text("SELECT id, period_id, user_id, thing_id, request_id FROM clicks.clicks ORDER BY id")).all()
-    migrate_to(database_url, "head")
+    upgrade("clicks", database_url)
     with db.connect() as conn:
         after = conn.execute(text("SELECT id, period_id, user_id, thing_id, request_id FROM clicks.clicks ORDER BY id")).all()
         assert after == before
@@ -90,10 +77,10 @@ def test_upgrading_moves_every_click_into_its_periods_partition_and_downgrading_
             conn.execute(
                 text("INSERT INTO clicks.clicks (period_id, user_id, thing_id, request_id) VALUES ('2026-09', 3, 3, gen_random_uuid())")
             )
-    migrate_to(database_url, "0004", downgrade=True)
+    downgrade("clicks", database_url, "0004")
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM clicks.clicks")).scalar() == 3001
-    migrate_to(database_url, "head")
+    upgrade("clicks", database_url)
 
 
 def waiting_on_locks(db) -> int:

@@ -21,6 +21,16 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+_COLUMNS = """
+    id bigint NOT NULL DEFAULT nextval('clicks.clicks_id_seq'),
+    period_id varchar(16) NOT NULL,
+    user_id bigint NOT NULL,
+    thing_id bigint NOT NULL,
+    request_id uuid NOT NULL,
+    source varchar(12) NOT NULL DEFAULT 'api',
+    created_at timestamptz NOT NULL DEFAULT now()
+"""
+
 _INDEXES = (
     "CREATE UNIQUE INDEX clicks_once_per_period ON clicks.clicks (period_id, user_id, thing_id)",
     "CREATE INDEX clicks_by_request ON clicks.clicks (request_id)",
@@ -39,19 +49,7 @@ def upgrade():
     op.execute("ALTER TABLE clicks.clicks RENAME TO clicks_unpartitioned")
     for index in ("clicks_pkey", "clicks_once_per_period", "clicks_one_per_request", "clicks_by_thing", "clicks_by_user"):
         op.execute(f"ALTER INDEX clicks.{index} RENAME TO {index}_unpartitioned")
-    op.execute(
-        """
-        CREATE TABLE clicks.clicks (
-            id bigint NOT NULL DEFAULT nextval('clicks.clicks_id_seq'),
-            period_id varchar(16) NOT NULL,
-            user_id bigint NOT NULL,
-            thing_id bigint NOT NULL,
-            request_id uuid NOT NULL,
-            source varchar(12) NOT NULL DEFAULT 'api',
-            created_at timestamptz NOT NULL DEFAULT now()
-        ) PARTITION BY LIST (period_id)
-        """
-    )
+    op.execute(f"CREATE TABLE clicks.clicks ({_COLUMNS}) PARTITION BY LIST (period_id)")
     op.add_column("periods", sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True), schema="clicks")
     op.add_column("periods", sa.Column("archived_clicks", sa.BigInteger(), nullable=True), schema="clicks")
 
@@ -78,20 +76,9 @@ def downgrade():
     op.execute("ALTER TABLE clicks.clicks RENAME TO clicks_partitioned")
     for index in ("clicks_pkey", "clicks_once_per_period", "clicks_by_request", "clicks_by_thing", "clicks_by_user"):
         op.execute(f"ALTER INDEX clicks.{index} RENAME TO {index}_partitioned")
-    op.execute(
-        """
-        CREATE TABLE clicks.clicks (
-            id bigint NOT NULL DEFAULT nextval('clicks.clicks_id_seq') PRIMARY KEY,
-            period_id varchar(16) NOT NULL,
-            user_id bigint NOT NULL,
-            thing_id bigint NOT NULL,
-            request_id uuid NOT NULL,
-            source varchar(12) NOT NULL DEFAULT 'api',
-            created_at timestamptz NOT NULL DEFAULT now()
-        )
-        """
-    )
+    op.execute(f"CREATE TABLE clicks.clicks ({_COLUMNS})")
     op.execute("INSERT INTO clicks.clicks SELECT id, period_id, user_id, thing_id, request_id, source, created_at FROM clicks.clicks_partitioned")
+    op.execute("ALTER TABLE clicks.clicks ADD CONSTRAINT clicks_pkey PRIMARY KEY (id)")
     op.execute("ALTER SEQUENCE clicks.clicks_id_seq OWNED BY clicks.clicks.id")
     op.execute("DROP TABLE clicks.clicks_partitioned CASCADE")
     op.execute("CREATE UNIQUE INDEX clicks_once_per_period ON clicks.clicks (period_id, user_id, thing_id)")
