@@ -3,6 +3,7 @@
 1. The upgrade: a clicks schema before partitioning (migration 0004) holding ``BENCH_CLICKS``
    clicks (default 1,000,000), half in a sealed period and half in the open one, migrated to the
    partitioned table (0005): seconds and clicks a second.
+   The sealed period's partition's size on disk per million clicks.
 2. The archive of the sealed half (``services.clicks.partitions.archive``: detach, gzipped CSV,
    drop): seconds, clicks a second, and the file's size per million clicks.
 3. Meanwhile the click path: one batch of 500 click requests resolved in the open period, timed
@@ -96,6 +97,12 @@ def main() -> None:
         upgrade("clicks", url)
         upgrade_seconds = time.perf_counter() - started
         say(f"upgrade (migration 0005): {CLICKS:,} clicks moved in {upgrade_seconds:.1f} s = {CLICKS / upgrade_seconds:,.0f} clicks/s")
+
+        with create_engine(url).connect() as conn:
+            on_disk = conn.execute(
+                text("SELECT pg_total_relation_size(:t)"), {"t": f"clicks.{partitions.partition_name(SEALED)}"}
+            ).scalar()
+        say(f"a period's partition on disk (rows and its five indexes): {on_disk / (CLICKS / 2):.0f} bytes a click = {on_disk / (CLICKS / 2):.0f} MB per million clicks")
 
         quiet = [click_batch_seconds(dsn, n * 500) for n in range(20)]
         folder = Path(tempfile.mkdtemp(prefix="bench-partitions-"))
