@@ -109,12 +109,19 @@ def test_a_statement_naming_many_accounts_moves_every_balance_by_the_bulk_path(d
                 {"t": t},
             )
         session.rollback()
+        # each account named once: the postings are the deltas
+        bulk("-1", "one-cent-each")
+        session.commit()
         # the balance guard, now once per statement, refuses a direct write whatever it matches
         for statement in ("UPDATE settlement.ledger_accounts SET balance = balance + 1", "UPDATE settlement.ledger_accounts SET balance = 1 WHERE id = -1"):
             with pytest.raises(DBAPIError, match="balances change only by posting"):
                 session.execute(text(statement))
             session.rollback()
-        assert session.execute(text("SELECT count(*) FROM settlement.ledger_accounts WHERE kind = 'wallet' AND balance <> owner_id")).scalar() == 1
+        # wallet 7 spent its 7 cents, wallets 8 and up one cent each, the others are untouched
+        assert session.execute(
+            text("SELECT count(*) FROM settlement.ledger_accounts WHERE kind = 'wallet' AND balance <> owner_id - CAST(owner_id > 7 AS integer)")
+        ).scalar() == 1
+        assert ledger.balance(session, "wallet", 7) == Money(0)
         assert ledger.check(session)["ok"]
 
 

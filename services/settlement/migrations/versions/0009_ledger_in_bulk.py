@@ -16,14 +16,17 @@ depends_on = None
 # it and probes the accounts' primary key once per account (a nested loop): right for a deposit's
 # two postings, but a settlement names every charged wallet (100,000 probes for a million clicks,
 # half of the ledger step's time in bench-settlement). A statement that names many accounts takes
-# its own UPDATE, planned without nested loops (one pass over the accounts, joined by hash). Each
-# UPDATE is a separate statement of the function, so each keeps its own cached plan.
+# its own UPDATE, planned without nested loops (one pass over the accounts, joined by hash), and
+# when it names each account once, joins the postings themselves (no sums: at five million clicks
+# the aggregate's hash table alone held 100 MB). Each UPDATE is a separate statement of the
+# function, so each keeps its own cached plan.
 BULK_BALANCES = """
 CREATE OR REPLACE FUNCTION settlement.apply_postings() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     unbalanced bigint;
     touched bigint;
     named bigint;
+    posted bigint;
     nestloop text;
 BEGIN
     -- every transaction's postings arrive in one statement and sum to zero
@@ -36,7 +39,7 @@ BEGIN
                WHERE NOT EXISTS (SELECT 1 FROM settlement.transactions t WHERE t.id = p.transaction_id)) THEN
         RAISE EXCEPTION 'ledger: a posting names a transaction that does not exist' USING ERRCODE = 'foreign_key_violation';
     END IF;
-    SELECT count(DISTINCT account_id) INTO named FROM new_postings;
+    SELECT count(*), count(DISTINCT account_id) INTO posted, named FROM new_postings;
     -- balances follow the postings; the accounts' CHECK refuses a negative wallet or revenue
     IF named < 10000 THEN
         UPDATE settlement.ledger_accounts a SET balance = a.balance + d.delta
@@ -46,9 +49,16 @@ BEGIN
     ELSE
         nestloop := current_setting('enable_nestloop');
         PERFORM set_config('enable_nestloop', 'off', true);
-        UPDATE settlement.ledger_accounts a SET balance = a.balance + d.delta
-            FROM (SELECT account_id, sum(amount) AS delta FROM new_postings GROUP BY account_id) d
-            WHERE d.account_id = a.id;
+        IF posted = named THEN
+            -- each account named once (a settlement's wallets, unless a reader gets an own share
+            -- back): its posting is its delta, nothing to sum
+            UPDATE settlement.ledger_accounts a SET balance = a.balance + p.amount
+                FROM new_postings p WHERE p.account_id = a.id;
+        ELSE
+            UPDATE settlement.ledger_accounts a SET balance = a.balance + d.delta
+                FROM (SELECT account_id, sum(amount) AS delta FROM new_postings GROUP BY account_id) d
+                WHERE d.account_id = a.id;
+        END IF;
         GET DIAGNOSTICS touched = ROW_COUNT;
         PERFORM set_config('enable_nestloop', nestloop, true);
     END IF;
