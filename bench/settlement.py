@@ -366,6 +366,7 @@ def main() -> None:
             say(f"reference: INSERT ... SELECT of 1,000,000 rows of three integers: {base:.3f} s (median of 3)")
 
             # period A: the batch proper, in this process (no runner is listening yet)
+            checkpoint(url)  # what the reference wrote
             close_period(amqp_uri)
             a = batch_in_process(url, amqp_uri, period_a, clicks_a)
             t = a["timings"]
