@@ -15,7 +15,9 @@ Figures:
   database and virtual host of its own with the population scaled alike (100,000 readers and
   20,000 things per million clicks, ten clicks each), one period settled from "close" by a fresh
   batch runner process; seconds per million clicks for the batch proper (the runner's own timing)
-  and for close-to-settled, and the runner's peak RSS (VmHWM) for that size. Goals: the batch's
+  and for close-to-settled, and the runner's peak RSS (VmHWM) for that size; each size also
+  measures the reference just before its batch (the machine's speed drifts between sizes), and the
+  ratio is shown in units of it as well. Goals: the batch's
   seconds per million at the largest size within 1.2x of the smallest's, peak RSS within 10%.
   ``BENCH_SCALE=`` (empty) leaves it out.
 
@@ -313,6 +315,10 @@ def scale_point(millions: int) -> dict:
             clicks = seed_clicks(url, period, readers, things)
             say(f"scale {label}: seeded {clicks:,} clicks in {time.perf_counter() - started:.0f} s")
             checkpoint(url)
+            # this machine's speed drifts by tens of percent over minutes: each size gets its own
+            # reference, measured just before its batch, to tell drift from growth
+            base = reference(url)
+            checkpoint(url)
             figures, runner = settle_with_runner(url, amqp_uri, env, logs / "batch.log", period)
             processes.append(runner)
             check_settled(url, [(period, clicks)])
@@ -322,28 +328,32 @@ def scale_point(millions: int) -> dict:
     t = figures["timings"]
     per = clicks / 1e6
     point = {"label": label, "clicks": clicks, "batch": t["post"], "e2e": figures["e2e"], "move": t.get("move", 0.0),
-             "peak_kb": figures["peak_kb"], "timings": t}
+             "peak_kb": figures["peak_kb"], "timings": t, "reference": base}
     say(
         f"scale {label}: batch {t['post']:.2f} s = {t['post'] / per:.2f} s/M ({steps(t, per)} s/M); move {point['move'] / per:.2f} s/M; "
-        f"close to settled {figures['e2e']:.2f} s = {figures['e2e'] / per:.2f} s/M; runner peak RSS {figures['peak_kb'] / 1024:.0f} MB "
+        f"close to settled {figures['e2e']:.2f} s = {figures['e2e'] / per:.2f} s/M; its own reference {base:.3f} s "
+        f"(batch {t['post'] / per / base:.2f}x it per million); runner peak RSS {figures['peak_kb'] / 1024:.0f} MB "
         f"({figures['rss_before_kb'] / 1024:.0f} MB before; sampled: {memory(figures)}; {load()}; log {logs}/batch.log)"
     )
     return point
 
 
-def scale_line(points: list[dict], base: float) -> str:
+def scale_line(points: list[dict]) -> str:
     small, large = points[0], points[-1]
     per = {id(p): p["clicks"] / 1e6 for p in points}
     batch_small, batch_large = small["batch"] / per[id(small)], large["batch"] / per[id(large)]
     e2e_small, e2e_large = small["e2e"] / per[id(small)], large["e2e"] / per[id(large)]
     batch_ratio, e2e_ratio = batch_large / batch_small, e2e_large / e2e_small
+    # the same ratio with each size's batch in units of its own reference (drift of the machine out)
+    relative = (batch_large / large["reference"]) / (batch_small / small["reference"])
     memory = (large["peak_kb"] - small["peak_kb"]) / small["peak_kb"]
     s, l = small["label"], large["label"]
     return (
-        f"scale: {s} {batch_small:.2f} s/M, {l} {batch_large:.2f} s/M (ratio {batch_ratio:.2f}, goal <= {SCALE_BATCH_GOAL}); "
+        f"scale: {s} {batch_small:.2f} s/M, {l} {batch_large:.2f} s/M (ratio {batch_ratio:.2f}, goal <= {SCALE_BATCH_GOAL}; "
+        f"{relative:.2f} in units of each size's reference); "
         f"close to settled {s} {e2e_small:.2f} s/M, {l} {e2e_large:.2f} s/M (ratio {e2e_ratio:.2f}); "
         f"peak RSS {small['peak_kb'] / 1024:.0f} MB vs {large['peak_kb'] / 1024:.0f} MB ({memory * 100:+.1f}%, goal within {SCALE_MEMORY_GOAL * 100:.0f}%); "
-        f"{s} batch {small['batch'] / base:.2f}x the reference; "
+        f"{s} batch {small['batch'] / small['reference']:.2f}x its reference; "
         f"{'met' if batch_ratio <= SCALE_BATCH_GOAL and abs(memory) <= SCALE_MEMORY_GOAL else 'NOT met'}"
     )
 
@@ -394,7 +404,7 @@ def main() -> None:
     ratio = a["seconds"] / base
     e2e_ratio = e2e / base
     if len(points) > 1:
-        say(scale_line(points, base))
+        say(scale_line(points))
     say(f"ratio={ratio:.2f} e2e_ratio={e2e_ratio:.2f} (goals: within {RATIO_GOAL:g}x and 15x; lower is better; {load()})")
 
 
