@@ -11,12 +11,25 @@ Figures:
   included, with the clicks service and the settlement batch runner as their own processes, on
   period B. Goal: within 15x.
 - peak memory (VmHWM) of the batch runner process, before and after settling period B.
+- the scale run (``BENCH_SCALE``, default ``1,5``: millions of clicks): for each size, a private
+  database and virtual host of its own with the population scaled alike (100,000 readers and
+  20,000 things per million clicks, ten clicks each), one period settled from "close" by a fresh
+  batch runner process; seconds per million clicks for the batch proper (the runner's own timing)
+  and for close-to-settled, and the runner's peak RSS (VmHWM) for that size; each size also
+  measures the reference just before its batch (the machine's speed drifts between sizes), and the
+  ratio is shown in units of it as well. Goals: the batch's
+  seconds per million at the largest size within 1.2x of the smallest's, peak RSS within 10%.
+  ``BENCH_SCALE=`` (empty) leaves it out.
 
-Afterwards the ledger check must hold and the totals must match the clicks exactly.
+Every measurement starts after a CHECKPOINT, so that no checkpoint left over from the seeding
+writes under it. Afterwards the ledger check must hold and the totals must match the clicks
+exactly, for every period settled.
 """
 from __future__ import annotations
 
+import ast
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -34,13 +47,30 @@ from services.settlement import batch, ledger
 READERS = int(os.environ.get("BENCH_READERS", "100000"))
 THINGS = int(os.environ.get("BENCH_THINGS", "20000"))
 CLICKS_PER_READER = 10  # exactly: READERS x 10 clicks
-CREATORS = THINGS // 10
 UNCLAIMED_EVERY = 10  # every 10th thing has no owner yet: its shares go to escrow
+# the scale run's sizes, in millions of clicks (READERS and THINGS per million)
+SCALE = [int(m) for m in os.environ.get("BENCH_SCALE", "1,5").replace(" ", "").split(",") if m and m != "0"]
+SCALE_BATCH_GOAL = 1.2  # the batch's seconds per million at the largest size over the smallest's
+SCALE_MEMORY_GOAL = 0.10  # the runner's peak RSS at the largest size against the smallest's
+RATIO_GOAL = 4.0  # the 1M batch (period A) against the reference
 
 
-def seed_people(url: str) -> None:
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def checkpoint(url: str) -> None:
+    """Write out what the seeding left in shared buffers and WAL now, not during a measurement."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("CHECKPOINT"))
+    engine.dispose()
+
+
+def seed_people(url: str, readers: int = READERS, things: int = THINGS) -> None:
     """Readers with budgets and funded wallets (one deposit each, as the deposit flow posts them),
     creators, and things (one in ten unclaimed), in the settlement's replicas."""
+    creators = things // 10
     engine = create_engine(url)
     steps = 4
     with engine.begin() as conn:
@@ -50,7 +80,7 @@ def seed_people(url: str) -> None:
                 "INSERT INTO settlement.budgets (user_id, amount, changed_at) "
                 "SELECT u, 200 + (u * 37) % 1800, now() - interval '40 days' FROM generate_series(1, :n) u"
             ),
-            {"n": READERS},
+            {"n": readers},
         )
         conn.execute(text("INSERT INTO settlement.budget_changes (user_id, amount, changed_at) SELECT user_id, amount, changed_at FROM settlement.budgets"))
         conn.execute(text("INSERT INTO settlement.means (user_id, has_means) SELECT user_id, true FROM settlement.budgets"))
@@ -92,17 +122,21 @@ def seed_people(url: str) -> None:
                 "SELECT t, CASE WHEN t % :every = 0 THEN NULL ELSE :first_creator + t % :creators END, t % :every <> 0, now() "
                 "FROM generate_series(1, :things) t"
             ),
-            {"every": UNCLAIMED_EVERY, "first_creator": READERS + 1, "creators": CREATORS, "things": THINGS},
+            {"every": UNCLAIMED_EVERY, "first_creator": readers + 1, "creators": creators, "things": things},
         )
         progress("seeding people", steps, steps)
+    with engine.connect() as conn:
+        # the deposits are a month old: autovacuum has long been through the wallets they updated
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE settlement.ledger_accounts, settlement.postings, settlement.budgets, settlement.means"))
     engine.dispose()
 
 
-def seed_clicks(url: str, period: str) -> int:
-    """Ten distinct things per reader in the open period ``period``, as the click workers commit them."""
+def seed_clicks(url: str, period: str, readers: int = READERS, things: int = THINGS) -> int:
+    """Ten distinct things per reader in the open period ``period``, as the click workers commit them:
+    set-based, 10,000 readers (100,000 clicks) per statement."""
     engine = create_engine(url)
-    chunks = 10
-    per_chunk = READERS // chunks
+    per_chunk = min(readers, 10000)
+    chunks = -(-readers // per_chunk)
     for i in range(chunks):
         with engine.begin() as conn:
             conn.execute(
@@ -111,7 +145,7 @@ def seed_clicks(url: str, period: str) -> int:
                     "SELECT :p, u, 1 + (u * 37 + k * 1999) % :things, gen_random_uuid(), 'api' "
                     "FROM generate_series(:lo, :hi) u, generate_series(0, :k - 1) k"
                 ),
-                {"p": period, "things": THINGS, "lo": i * per_chunk + 1, "hi": (i + 1) * per_chunk, "k": CLICKS_PER_READER},
+                {"p": period, "things": things, "lo": i * per_chunk + 1, "hi": min(readers, (i + 1) * per_chunk), "k": CLICKS_PER_READER},
             )
         progress(f"seeding clicks of {period}", i + 1, chunks)
     with engine.connect() as conn:
@@ -191,8 +225,141 @@ def batch_in_process(url: str, amqp_uri: str, period: str, clicks: int) -> dict:
     return {"seconds": elapsed, "timings": dict(runner.timings), "result": result}
 
 
+def runner_timings(log_path: Path, period: str) -> dict:
+    """The seconds of each step, as the batch runner logged them when it settled ``period``."""
+    pattern = re.compile(rf"period {re.escape(period)} settled: .*seconds per step: (\{{[^}}]*\}})")
+    deadline = time.monotonic() + 10  # the runner logs it just after its commit, which the bench may see first
+    while time.monotonic() < deadline:
+        for line in log_path.read_text().splitlines():
+            found = pattern.search(line)
+            if found:
+                return ast.literal_eval(found.group(1))
+        time.sleep(0.05)
+    raise SystemExit(f"the batch runner did not log the settlement of {period}; see {log_path}")
+
+
+def settle_with_runner(url: str, amqp_uri: str, env: dict, log_path: Path, period: str) -> tuple[dict, object]:
+    """Close ``period`` and wait until a fresh batch runner process has settled it: close to settled,
+    the runner's own step timings, its memory. Returns the figures and the (still running) runner."""
+    runner = spawn("services.settlement.run_batch", {**env, "LOG_LEVEL": "INFO"}, log_path)
+    engine = create_engine(url)
+    try:
+        wait_for_rpc(amqp_uri, "settlement_batch")
+        rss_before = memory_kb(runner.pid, "VmRSS")
+        started = time.perf_counter()
+        close_period(amqp_uri)
+        state = None
+        # the runner's resident memory, sampled while it moves the clicks and while it posts
+        rss = {"moving": 0, "posting": 0}
+        while state != "settled":
+            time.sleep(0.05)
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT state, step FROM settlement.settlements WHERE period = :p"), {"p": period}).first()
+            state, step = row if row else (None, None)
+            phase = "moving" if step in (None, "pending", "importing") else "posting"
+            rss[phase] = max(rss[phase], memory_kb(runner.pid, "VmRSS"))
+            if state == "failed" or runner.poll() is not None or time.perf_counter() - started > 1800:
+                raise SystemExit(f"period {period} did not settle (state {state}); see {log_path}")
+        e2e = time.perf_counter() - started
+        peak = memory_kb(runner.pid, "VmHWM")
+        timings = runner_timings(log_path, period)
+    except BaseException:
+        stop([runner])
+        raise
+    finally:
+        engine.dispose()
+    return {"e2e": e2e, "rss_before_kb": rss_before, "peak_kb": peak, "rss_kb": rss, "timings": timings}, runner
+
+
+def check_settled(url: str, periods: list[tuple[str, int]]) -> None:
+    """The ledger check holds and every period's totals match its clicks exactly."""
+    engine = create_engine(url)
+    with Session(engine) as session:
+        check = ledger.check(session)
+        for period, clicks in periods:
+            totals = batch.status(session, period)["totals"]
+            assert totals["clicks"] == clicks, (period, totals)
+            assert totals["charged"] == totals["fees"] + totals["revenue"] + totals["escrow"] + totals["charity"] + totals["returned"]
+    engine.dispose()
+    say(f"ledger check: {'ok' if check['ok'] else 'BROKEN ' + '; '.join(check['failures'])}; clicks counted exactly")
+    if not check["ok"]:
+        raise SystemExit(1)
+
+
+def memory(figures: dict) -> str:
+    rss = figures["rss_kb"]
+    return f"up to {rss['moving'] / 1024:.0f} MB while moving the clicks, {rss['posting'] / 1024:.0f} MB while posting"
+
+
+def steps(timings: dict, per: float = 1.0) -> str:
+    return ", ".join(f"{step} {timings.get(step, 0.0) / per:.2f}" for step in ("charges", "split", "ledger", "events"))
+
+
+def scale_point(millions: int) -> dict:
+    """One period of ``millions`` million clicks, in an environment of its own, settled from "close"
+    by a fresh batch runner process."""
+    readers, things = READERS * millions, THINGS * millions
+    label = f"{readers * CLICKS_PER_READER / 1e6:g}M"
+    say(f"scale {label}: {readers:,} readers x {CLICKS_PER_READER} clicks over {things:,} things ({load()})")
+    with private_environment(f"settlement{millions}m") as (url, amqp_uri):
+        topology.declare(amqp_uri)
+        logs = Path(tempfile.mkdtemp(prefix=f"bench-settlement-{millions}m-"))
+        env = service_env(url, amqp_uri, OUTBOX_POLL_SECONDS="0.05")
+        processes = [spawn("services.clicks", env, logs / "clicks.log"), spawn("services.accounts", env, logs / "accounts.log")]
+        try:
+            wait_for_rpc(amqp_uri, "clicks")
+            wait_for_rpc(amqp_uri, "accounts")
+            started = time.perf_counter()
+            seed_people(url, readers, things)
+            period = open_period(amqp_uri)
+            clicks = seed_clicks(url, period, readers, things)
+            say(f"scale {label}: seeded {clicks:,} clicks in {time.perf_counter() - started:.0f} s")
+            checkpoint(url)
+            # this machine's speed drifts by tens of percent over minutes: each size gets its own
+            # reference, measured just before its batch, to tell drift from growth
+            base = reference(url)
+            checkpoint(url)
+            figures, runner = settle_with_runner(url, amqp_uri, env, logs / "batch.log", period)
+            processes.append(runner)
+            check_settled(url, [(period, clicks)])
+        finally:
+            stop(processes)
+            dispose_engines()
+    t = figures["timings"]
+    per = clicks / 1e6
+    point = {"label": label, "clicks": clicks, "batch": t["post"], "e2e": figures["e2e"], "move": t.get("move", 0.0),
+             "peak_kb": figures["peak_kb"], "timings": t, "reference": base}
+    say(
+        f"scale {label}: batch {t['post']:.2f} s = {t['post'] / per:.2f} s/M ({steps(t, per)} s/M); move {point['move'] / per:.2f} s/M; "
+        f"close to settled {figures['e2e']:.2f} s = {figures['e2e'] / per:.2f} s/M; its own reference {base:.3f} s "
+        f"(batch {t['post'] / per / base:.2f}x it per million); runner peak RSS {figures['peak_kb'] / 1024:.0f} MB "
+        f"({figures['rss_before_kb'] / 1024:.0f} MB before; sampled: {memory(figures)}; {load()}; log {logs}/batch.log)"
+    )
+    return point
+
+
+def scale_line(points: list[dict]) -> str:
+    small, large = points[0], points[-1]
+    per = {id(p): p["clicks"] / 1e6 for p in points}
+    batch_small, batch_large = small["batch"] / per[id(small)], large["batch"] / per[id(large)]
+    e2e_small, e2e_large = small["e2e"] / per[id(small)], large["e2e"] / per[id(large)]
+    batch_ratio, e2e_ratio = batch_large / batch_small, e2e_large / e2e_small
+    # the same ratio with each size's batch in units of its own reference (drift of the machine out)
+    relative = (batch_large / large["reference"]) / (batch_small / small["reference"])
+    memory = (large["peak_kb"] - small["peak_kb"]) / small["peak_kb"]
+    s, l = small["label"], large["label"]
+    return (
+        f"scale: {s} {batch_small:.2f} s/M, {l} {batch_large:.2f} s/M (ratio {batch_ratio:.2f}, goal <= {SCALE_BATCH_GOAL}; "
+        f"{relative:.2f} in units of each size's reference); "
+        f"close to settled {s} {e2e_small:.2f} s/M, {l} {e2e_large:.2f} s/M (ratio {e2e_ratio:.2f}); "
+        f"peak RSS {small['peak_kb'] / 1024:.0f} MB vs {large['peak_kb'] / 1024:.0f} MB ({memory * 100:+.1f}%, goal within {SCALE_MEMORY_GOAL * 100:.0f}%); "
+        f"{s} batch {small['batch'] / small['reference']:.2f}x its reference; "
+        f"{'met' if batch_ratio <= SCALE_BATCH_GOAL and abs(memory) <= SCALE_MEMORY_GOAL else 'NOT met'}"
+    )
+
+
 def main() -> None:
-    say(f"settlement benchmark: {READERS:,} readers x {CLICKS_PER_READER} clicks over {THINGS:,} things")
+    say(f"settlement benchmark: {READERS:,} readers x {CLICKS_PER_READER} clicks over {THINGS:,} things ({load()})")
     with private_environment("settlement") as (url, amqp_uri):
         topology.declare(amqp_uri)
         logs = Path(tempfile.mkdtemp(prefix="bench-settlement-"))
@@ -204,10 +371,12 @@ def main() -> None:
             seed_people(url)
             period_a = open_period(amqp_uri)
             clicks_a = seed_clicks(url, period_a)
+            checkpoint(url)
             base = reference(url)
             say(f"reference: INSERT ... SELECT of 1,000,000 rows of three integers: {base:.3f} s (median of 3)")
 
             # period A: the batch proper, in this process (no runner is listening yet)
+            checkpoint(url)  # what the reference wrote
             close_period(amqp_uri)
             a = batch_in_process(url, amqp_uri, period_a, clicks_a)
             t = a["timings"]
@@ -220,41 +389,23 @@ def main() -> None:
             # period B: close to settled through the services, the runner as its own process
             period_b = open_period(amqp_uri)
             clicks_b = seed_clicks(url, period_b)
-            runner = spawn("services.settlement.run_batch", {**env, "LOG_LEVEL": "INFO"}, logs / "batch.log")
+            checkpoint(url)
+            b, runner = settle_with_runner(url, amqp_uri, env, logs / "batch.log", period_b)
             processes.append(runner)
-            wait_for_rpc(amqp_uri, "settlement_batch")
-            rss_before = memory_kb(runner.pid, "VmRSS")
-            started = time.perf_counter()
-            close_period(amqp_uri)
-            engine = create_engine(url)
-            state = None
-            while state != "settled":
-                time.sleep(0.05)
-                with engine.connect() as conn:
-                    state = conn.execute(text("SELECT state FROM settlement.settlements WHERE period = :p"), {"p": period_b}).scalar()
-                if state == "failed" or time.perf_counter() - started > 600:
-                    raise SystemExit(f"period {period_b} did not settle (state {state}); see {logs}/batch.log")
-            e2e = time.perf_counter() - started
-            peak = memory_kb(runner.pid, "VmHWM")
-            say(f"period {period_b}: close to settled {e2e:.2f} s, {clicks_b:,} clicks (the runner's log: {logs}/batch.log)")
-            say(f"batch runner memory: {rss_before / 1024:.0f} MB before, peak {peak / 1024:.0f} MB (chunks of 250,000 clicks)")
-
-            with Session(engine) as session:
-                check = ledger.check(session)
-                for period, clicks in ((period_a, clicks_a), (period_b, clicks_b)):
-                    totals = batch.status(session, period)["totals"]
-                    assert totals["clicks"] == clicks, (period, totals)
-                    assert totals["charged"] == totals["fees"] + totals["revenue"] + totals["escrow"] + totals["charity"] + totals["returned"]
-            engine.dispose()
-            say(f"ledger check: {'ok' if check['ok'] else 'BROKEN ' + '; '.join(check['failures'])}; clicks counted exactly")
-            if not check["ok"]:
-                raise SystemExit(1)
+            e2e = b["e2e"]
+            say(f"period {period_b}: close to settled {e2e:.2f} s, {clicks_b:,} clicks; batch {b['timings']['post']:.2f} s ({steps(b['timings'])}) "
+                f"(the runner's log: {logs}/batch.log)")
+            say(f"batch runner memory: {b['rss_before_kb'] / 1024:.0f} MB before, peak {b['peak_kb'] / 1024:.0f} MB (chunks of 250,000 clicks; sampled: {memory(b)})")
+            check_settled(url, [(period_a, clicks_a), (period_b, clicks_b)])
         finally:
             stop(processes)
             dispose_engines()
+    points = [scale_point(millions) for millions in SCALE]
     ratio = a["seconds"] / base
     e2e_ratio = e2e / base
-    say(f"ratio={ratio:.2f} e2e_ratio={e2e_ratio:.2f} (goals: within 8x and 15x; lower is better)")
+    if len(points) > 1:
+        say(scale_line(points))
+    say(f"ratio={ratio:.2f} e2e_ratio={e2e_ratio:.2f} (goals: within {RATIO_GOAL:g}x and 15x; lower is better; {load()})")
 
 
 if __name__ == "__main__":

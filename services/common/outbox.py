@@ -51,7 +51,7 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-def _write(session, schema: str, event_type: str, data_query: str, params: dict | None = None):
+def _write(session, schema: str, event_type: str, data_query: str, params: dict | None = None, returning: bool = True):
     """The one statement that writes events: an envelope around each row of ``data_query`` (a
     SELECT with one jsonb column ``data``), all of them with the same version (``ENVELOPE_VERSION``).
 
@@ -64,7 +64,7 @@ def _write(session, schema: str, event_type: str, data_query: str, params: dict 
             "SELECT e.id, CAST(:event_type AS text), jsonb_build_object('event_id', e.id, 'type', CAST(:event_type AS text), "
             "'version', CAST(:envelope_version AS integer), "
             """'occurred_at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), 'data', e.data) """
-            f"FROM (SELECT gen_random_uuid() AS id, d.data FROM ({data_query}) d) e RETURNING body"
+            f"FROM (SELECT gen_random_uuid() AS id, d.data FROM ({data_query}) d) e" + (" RETURNING body" if returning else "")
         ),
         {**(params or {}), "event_type": event_type, "envelope_version": ENVELOPE_VERSION},
     )
@@ -77,8 +77,9 @@ def record(session, table: Table, event_type: str, data: dict) -> dict:
 
 def record_many(session, schema: str, event_type: str, data_query: str, params: dict | None = None) -> int:
     """Write one event per row of ``data_query`` (a SELECT with one jsonb column ``data``) in a
-    single statement: the set-based form of ``record``, with the same envelope."""
-    return _write(session, schema, event_type, data_query, params).rowcount
+    single statement: the set-based form of ``record``, with the same envelope. Returns how many
+    (not the envelopes: a batch's events would all come back into the process's memory)."""
+    return _write(session, schema, event_type, data_query, params, returning=False).rowcount
 
 
 def unsent_before(session, table: Table, event_type: str, recorded_before) -> int:

@@ -116,13 +116,16 @@ def refresh_means_many(session: Session, readers_query: str, params: dict | None
     a batch that moved many wallets publishes ``means.batch_changed`` events listing those that flipped.
     The caller holds the wallets' row locks (its postings took them), so a deposit for one of
     these readers waits for the caller's commit and then sees the new balance."""
+    # the readers whose means flipped first (a settlement charges a hundred thousand readers and
+    # flips a few thousand), then their means rows from those alone
     session.execute(
         text(
             f"""
             CREATE TEMPORARY TABLE IF NOT EXISTS means_flips (user_id bigint, has_means boolean, balance bigint, budget bigint)
                 ON COMMIT DELETE ROWS;
             TRUNCATE means_flips;
-            WITH state AS (
+            INSERT INTO means_flips
+            SELECT user_id, has_means, balance, budget FROM (
                 SELECT r.user_id, b.amount AS budget, coalesce(w.balance, 0) AS balance,
                        settlement.has_means(b.amount, w.balance) AS has_means,
                        coalesce(m.has_means, false) AS had_means
@@ -130,13 +133,10 @@ def refresh_means_many(session: Session, readers_query: str, params: dict | None
                 LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
                 LEFT JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
                 LEFT JOIN settlement.means m ON m.user_id = r.user_id
-            ), flipped AS (
-                INSERT INTO settlement.means (user_id, has_means, updated_at)
-                SELECT user_id, has_means, now() FROM state WHERE has_means <> had_means
-                ON CONFLICT (user_id) DO UPDATE SET has_means = EXCLUDED.has_means, updated_at = EXCLUDED.updated_at
-                RETURNING user_id
-            )
-            INSERT INTO means_flips SELECT s.user_id, s.has_means, s.balance, s.budget FROM state s JOIN flipped USING (user_id)
+            ) state WHERE has_means <> had_means;
+            INSERT INTO settlement.means (user_id, has_means, updated_at)
+            SELECT user_id, has_means, now() FROM means_flips
+            ON CONFLICT (user_id) DO UPDATE SET has_means = EXCLUDED.has_means, updated_at = EXCLUDED.updated_at
             """
         ),
         params or {},

@@ -48,6 +48,83 @@ def test_database_refuses_negative_wallets_and_changes_to_history(db, database_u
         assert ledger.check(session)["ok"]
 
 
+def test_a_statement_naming_many_accounts_moves_every_balance_by_the_bulk_path(db):
+    """A settlement names tens of thousands of accounts in one INSERT; the trigger updates their
+    balances with its bulk UPDATE (planned without nested loops) and keeps every rule: exact
+    balances, negative wallets refused, unknown accounts refused, a statement of a few postings
+    after it in the same session still exact, and the guard still refusing direct writes."""
+    n = 12000  # above the trigger's 10,000 accounts
+    with Session(db) as session:
+        # the other side of every posting here: the operators' adjustments, so the ledger check holds
+        clearing = ledger.account(session, "adjustments")
+        session.execute(text("INSERT INTO settlement.ledger_accounts (kind, owner_id) SELECT 'wallet', u FROM generate_series(1, :n) u"), {"n": n})
+        tx = session.execute(text("INSERT INTO settlement.transactions (kind, idempotency_key) VALUES ('deposit', 'bulk') RETURNING id")).scalar()
+        # wallet u gets u cents, in two postings for every third wallet (the deltas are summed)
+        session.execute(
+            text(
+                "INSERT INTO settlement.postings (transaction_id, account_id, amount) "
+                "SELECT :t, w.id, w.owner_id - w.owner_id / 2 * CAST(w.owner_id % 3 = 0 AS integer) "
+                "FROM settlement.ledger_accounts w WHERE w.kind = 'wallet' "
+                "UNION ALL SELECT :t, w.id, w.owner_id / 2 FROM settlement.ledger_accounts w WHERE w.kind = 'wallet' AND w.owner_id % 3 = 0 "
+                "UNION ALL SELECT :t, :c, -(SELECT sum(u) FROM generate_series(1, :n) u)"
+            ),
+            {"t": tx, "c": clearing, "n": n},
+        )
+        wrong = session.execute(
+            text("SELECT count(*) FROM settlement.ledger_accounts WHERE kind = 'wallet' AND balance <> owner_id")
+        ).scalar()
+        assert wrong == 0
+        assert ledger.balance(session, "adjustments") == Money(-n * (n + 1) // 2)
+        # a few postings after the bulk ones, in the same session: the small path, exact
+        wallet = ledger.account(session, "wallet", 7)
+        ledger.transfer(session, "spend", "after-bulk", wallet, clearing, Money(7))
+        assert ledger.balance(session, "wallet", 7) == Money(0)
+        session.commit()
+        assert ledger.check(session)["ok"]
+
+        def bulk(amount_sql: str, key: str) -> None:
+            t = session.execute(text("INSERT INTO settlement.transactions (kind, idempotency_key) VALUES ('x', :k) RETURNING id"), {"k": key}).scalar()
+            session.execute(
+                text(
+                    f"INSERT INTO settlement.postings (transaction_id, account_id, amount) "
+                    f"SELECT :t, w.id, {amount_sql} FROM settlement.ledger_accounts w WHERE w.kind = 'wallet' AND w.owner_id > 7 "
+                    f"UNION ALL SELECT :t, :c, -(SELECT sum({amount_sql}) FROM settlement.ledger_accounts w WHERE w.kind = 'wallet' AND w.owner_id > 7)"
+                ),
+                {"t": t, "c": clearing},
+            )
+
+        # every wallet but one could pay 1 cent more than it holds: the whole statement is refused
+        with pytest.raises(DBAPIError, match="no_negative_wallet_or_revenue"):
+            bulk("-(w.owner_id + CAST(w.owner_id = 8 AS integer))", "too-much")
+        session.rollback()
+        # an account that does not exist, among many that do
+        t = session.execute(text("INSERT INTO settlement.transactions (kind, idempotency_key) VALUES ('x', 'ghost') RETURNING id")).scalar()
+        with pytest.raises(DBAPIError, match="names an account that does not exist"):
+            session.execute(
+                text(
+                    "INSERT INTO settlement.postings (transaction_id, account_id, amount) "
+                    "SELECT :t, w.id, -1 FROM settlement.ledger_accounts w WHERE w.kind = 'wallet' AND w.owner_id > 7 "
+                    "UNION ALL SELECT :t, -1, (SELECT count(*) FROM settlement.ledger_accounts w WHERE w.kind = 'wallet' AND w.owner_id > 7)"
+                ),
+                {"t": t},
+            )
+        session.rollback()
+        # each account named once: the postings are the deltas
+        bulk("-1", "one-cent-each")
+        session.commit()
+        # the balance guard, now once per statement, refuses a direct write whatever it matches
+        for statement in ("UPDATE settlement.ledger_accounts SET balance = balance + 1", "UPDATE settlement.ledger_accounts SET balance = 1 WHERE id = -1"):
+            with pytest.raises(DBAPIError, match="balances change only by posting"):
+                session.execute(text(statement))
+            session.rollback()
+        # wallet 7 spent its 7 cents, wallets 8 and up one cent each, the others are untouched
+        assert session.execute(
+            text("SELECT count(*) FROM settlement.ledger_accounts WHERE kind = 'wallet' AND balance <> owner_id - CAST(owner_id > 7 AS integer)")
+        ).scalar() == 1
+        assert ledger.balance(session, "wallet", 7) == Money(0)
+        assert ledger.check(session)["ok"]
+
+
 def test_posting_is_idempotent_by_key(db):
     with Session(db) as session:
         wallet, clearing = ledger.account(session, "wallet", 2), ledger.account(session, "clearing")
