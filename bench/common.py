@@ -50,13 +50,17 @@ def private_environment(name: str):
         conn.execute(text(f'CREATE DATABASE "{database}"'))
     url = make_url(ADMIN_DB).set(database=database).render_as_string(hide_password=False)
     api = f"{RABBIT_API}/vhosts/{quote(vhost, safe='')}"
-    requests.put(api, timeout=10).raise_for_status()
     try:
+        # inside the try: a management API that does not answer must not leave the database behind
+        requests.put(api, timeout=10).raise_for_status()
         for service in ("accounts", "clicks", "settlement"):
             upgrade(service, url)
         yield url, f"{AMQP_BASE}/{quote(vhost, safe='')}"
     finally:
-        requests.delete(api, timeout=10)
+        try:
+            requests.delete(api, timeout=10)
+        except requests.RequestException:
+            pass  # the API is away: the database goes all the same
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
