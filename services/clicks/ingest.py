@@ -38,19 +38,17 @@ class NoOpenPeriod(Exception):
     """The period was being sealed while the batch waited: run the batch again."""
 
 
-# The open period (share-locked: the seal waits for this batch to commit, see
-# services.clicks.periods) and the periods sealed within the redelivery window, in one round trip.
-# If a seal committed while this waited for the lock, no open period is visible: NoOpenPeriod.
-_PERIODS = """
-SELECT id, state FROM clicks.periods
-WHERE state = 'open' OR sealed_at > now() - interval '{window} seconds'
-FOR SHARE
-"""
-
 # A redelivered request is looked for in the periods sealed this long ago or since: a request is
 # redelivered within its deadline (seconds), so a day covers any redelivery across a seal while
 # the click path reads a bounded number of partitions, however many periods the table keeps.
+# Defined once, for the click statement and for the recheck after a concurrent batch.
 REDELIVERY_WINDOW_SECONDS = 86400
+_REDELIVERY_PERIODS = f"state = 'open' OR sealed_at > now() - interval '{REDELIVERY_WINDOW_SECONDS} seconds'"
+
+# The open period (share-locked: the seal waits for this batch to commit, see
+# services.clicks.periods) and the periods sealed within the redelivery window, in one round trip.
+# If a seal committed while this waited for the lock, no open period is visible: NoOpenPeriod.
+_PERIODS = f"SELECT id, state FROM clicks.periods WHERE {_REDELIVERY_PERIODS} FOR SHARE"
 
 # The periods' ids are literals ({open_period}, {recent_periods}), not parameters, so the planner
 # reads only their partitions of the clicks table.
@@ -170,7 +168,7 @@ def resolve(cursor, requests: list[ClickRequest]) -> list[dict]:
 
 def _periods(cursor) -> tuple[str, list[str]]:
     """The open period, share-locked, and the ids of the periods a redelivery is looked for in."""
-    cursor.execute(_PERIODS.format(window=int(REDELIVERY_WINDOW_SECONDS)))
+    cursor.execute(_PERIODS)
     found = cursor.fetchall()
     open_ids = [pid for pid, state in found if state == "open"]
     if not open_ids:
@@ -182,8 +180,8 @@ def stored_requests(cursor, request_ids: list[str]) -> set[str]:
     """Which of ``request_ids`` are stored, in the periods a redelivery is looked for in."""
     cursor.execute(
         "SELECT request_id::text FROM clicks.clicks WHERE request_id = ANY(%s::uuid[]) AND period_id IN "
-        "(SELECT id FROM clicks.periods WHERE state = 'open' OR sealed_at > now() - make_interval(secs => %s))",
-        (request_ids, REDELIVERY_WINDOW_SECONDS),
+        f"(SELECT id FROM clicks.periods WHERE {_REDELIVERY_PERIODS})",
+        (request_ids,),
     )
     return {r[0] for r in cursor.fetchall()}
 
