@@ -220,7 +220,7 @@ def refund_stale(session: Session, events, hold_days: int) -> list[dict]:
             "'readers', count(*), 'currency', CAST(:currency AS text)) AS data FROM refund_shares GROUP BY thing_id",
             {"p": period, "currency": CURRENCY},
         )
-        money_flows.refresh_means_many(session, "SELECT user_id FROM refund_shares")
+        money_flows.refresh_means_many(session, "SELECT DISTINCT user_id FROM refund_shares")
         for credit in credits:
             refunded.append({"period": period, "thing_id": credit.thing_id, "amount": int(credit.amount)})
     return refunded

@@ -77,8 +77,9 @@ class Transaction(Base):
 class Posting(Base):
     __tablename__ = "postings"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    # references are checked set-wise by the ledger trigger (migration 0004), not per row
-    transaction_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    # references are checked set-wise by the ledger trigger (migration 0004), not per row; no
+    # index by transaction: no query needs one, and a settlement would pay an entry per posting (0010)
+    transaction_id: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[int] = mapped_column(BigInteger, index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (CheckConstraint("amount <> 0", name="posting_not_zero"),)

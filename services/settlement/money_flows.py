@@ -112,8 +112,9 @@ MEANS_BATCH = 1000
 
 
 def refresh_means_many(session: Session, readers_query: str, params: dict | None = None) -> int:
-    """``refresh_means`` for every reader in ``readers_query`` (a SELECT of ``user_id``), set-based:
-    a batch that moved many wallets publishes ``means.batch_changed`` events listing those that flipped.
+    """``refresh_means`` for every reader in ``readers_query`` (a SELECT of ``user_id`` naming each
+    reader once), set-based: a batch that moved many wallets publishes ``means.batch_changed``
+    events listing those that flipped.
     The caller holds the wallets' row locks (its postings took them), so a deposit for one of
     these readers waits for the caller's commit and then sees the new balance."""
     # the readers whose means flipped first (a settlement charges a hundred thousand readers and
@@ -129,7 +130,7 @@ def refresh_means_many(session: Session, readers_query: str, params: dict | None
                 SELECT r.user_id, b.amount AS budget, coalesce(w.balance, 0) AS balance,
                        settlement.has_means(b.amount, w.balance) AS has_means,
                        coalesce(m.has_means, false) AS had_means
-                FROM (SELECT DISTINCT user_id FROM ({readers_query}) q) r
+                FROM ({readers_query}) r
                 LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
                 LEFT JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
                 LEFT JOIN settlement.means m ON m.user_id = r.user_id
