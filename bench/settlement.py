@@ -444,8 +444,8 @@ def main() -> None:
     e2e_ratio = e2e / base
     if len(points) > 1:
         say(scale_line(points))
-    references = ", ".join(f"{t['reference']:.3f}" for t in trials)
-    say(f"trials: ratios {', '.join(f'{r:.2f}' for r in ratios)}; references {references} s")
+    each = "; ".join(f"{t['seconds'] / t['reference']:.2f} ({t['seconds']:.2f} s against {t['reference']:.3f} s)" for t in trials)
+    say(f"trials, in order: {each}")
     say(
         f"ratio={ratio:.2f} e2e_ratio={e2e_ratio:.2f} (ratio: the median of {len(ratios)} trials; e2e against the trials' median reference; "
         f"goals: within {RATIO_GOAL:g}x and 15x; lower is better; {load()})"

@@ -253,5 +253,16 @@ def test_database_refuses_postings_to_accounts_or_transactions_that_do_not_exist
                 {"w": wallet},
             )
         session.rollback()
+        # both faults in one statement: the unbalanced transaction is the one reported
+        session.execute(text("INSERT INTO settlement.transactions (kind, idempotency_key) VALUES ('x', 'k2')"))
+        with pytest.raises(DBAPIError, match="does not balance") as refused:
+            session.execute(
+                text("INSERT INTO settlement.postings (transaction_id, account_id, amount) "
+                     "SELECT id, :w, 7 FROM settlement.transactions WHERE idempotency_key = 'k2' "
+                     "UNION ALL SELECT 424242, :w, 5 UNION ALL SELECT 424242, :w, -5"),
+                {"w": wallet},
+            )
+        assert refused.value.orig.pgcode == "23514"  # check_violation
+        session.rollback()
         with pytest.raises(DBAPIError, match="append-only"):
             session.execute(text("DELETE FROM settlement.ledger_accounts"))

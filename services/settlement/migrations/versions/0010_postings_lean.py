@@ -27,16 +27,17 @@ DECLARE
     nestloop text;
 BEGIN
     -- every transaction's postings arrive in one statement, sum to zero, and name a transaction
-    SELECT p.transaction_id, p.total, t.id IS NOT NULL AS known INTO wrong
+    -- (an unbalanced transaction is reported first, as before: 0009 checked the sums first)
+    SELECT p.transaction_id, p.total INTO wrong
         FROM (SELECT transaction_id, sum(amount) AS total FROM new_postings GROUP BY transaction_id) p
         LEFT JOIN settlement.transactions t ON t.id = p.transaction_id
         WHERE p.total <> 0 OR t.id IS NULL
-        ORDER BY t.id IS NOT NULL LIMIT 1;
+        ORDER BY p.total = 0 LIMIT 1;
     IF FOUND THEN
-        IF NOT wrong.known THEN
-            RAISE EXCEPTION 'ledger: a posting names a transaction that does not exist' USING ERRCODE = 'foreign_key_violation';
+        IF wrong.total <> 0 THEN
+            RAISE EXCEPTION 'ledger: transaction % does not balance', wrong.transaction_id USING ERRCODE = 'check_violation';
         END IF;
-        RAISE EXCEPTION 'ledger: transaction % does not balance', wrong.transaction_id USING ERRCODE = 'check_violation';
+        RAISE EXCEPTION 'ledger: a posting names a transaction that does not exist' USING ERRCODE = 'foreign_key_violation';
     END IF;
     SELECT count(*), count(DISTINCT account_id) INTO posted, named FROM new_postings;
     -- balances follow the postings; the accounts' CHECK refuses a negative wallet or revenue
