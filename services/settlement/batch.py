@@ -272,22 +272,17 @@ class Batch:
             return ask_ahead(period, after, self.chunk_rows)
         return _Ready(self.sources.export_clicks(period, after, self.chunk_rows))
 
-    def _learn_owners(self, session: Session) -> bool:
+    def _learn_owners(self, session: Session) -> None:
         """Things the owner replica has not heard of (an event still on its way): ask accounts,
-        in chunks, so their shares go where the owners' shares of known things go. Whether
-        accounts named an owner for any of them."""
+        in chunks, so their shares go where the owners' shares of known things go."""
         unknown = session.execute(
             text(
                 "SELECT s.thing_id FROM thing_shares s "
                 "WHERE NOT EXISTS (SELECT 1 FROM settlement.things t WHERE t.thing_id = s.thing_id) ORDER BY s.thing_id"
             ),
         ).scalars().all()
-        owned = False
         for start in range(0, len(unknown), 1000):
-            answer = self.sources.thing_owners(unknown[start : start + 1000])
-            owners.remember(session, answer)
-            owned = owned or any(o["owner_id"] is not None for o in answer.values())
-        return owned
+            owners.remember(session, self.sources.thing_owners(unknown[start : start + 1000]))
 
     # -- the split and the ledger -------------------------------------------------------------------
 
@@ -379,16 +374,38 @@ class Batch:
         ``rules.split_shares``). A reader's share of a thing they own goes back to their wallet
         (``own_shares``); the rest is the thing's credit, paid to a verified owner, else held in
         the thing's escrow."""
-        self._sum_shares(session, params)
-        if self._learn_owners(session):
-            # rare (an ownership still on its way): sum again, now that the replica knows the owners
-            session.execute(text("DROP TABLE thing_shares"))
-            self._sum_shares(session, params)
+        # Per thing: the sum of its clicks' shares and their number. Tables made from queries (not
+        # INSERTs) let PostgreSQL read the million clicks in parallel. Owners play no part in the
+        # sums, so the pass over every click joins nothing but the charges.
+        session.execute(
+            text(
+                "CREATE TEMPORARY TABLE thing_shares ON COMMIT DROP AS "
+                "SELECT thing_id, sum(share) AS amount, count(*) AS clicks FROM settlement.reader_shares "
+                "WHERE period = :p GROUP BY thing_id"
+            ),
+            params,
+        )
+        self._learn_owners(session)
+        # Own clicks, now that the replica knows every clicked thing's owner: only a reader of
+        # this period who owns a thing can have one, so the clicks are matched against those
+        # (reader, thing) pairs alone (none: nothing to read).
+        session.execute(
+            text(
+                """
+                CREATE TEMPORARY TABLE own_clicks ON COMMIT DROP AS
+                SELECT s.thing_id, s.user_id, s.share FROM settlement.reader_shares s
+                JOIN (SELECT t.thing_id, t.owner_id FROM settlement.things t
+                      JOIN settlement.charges ch ON ch.period = :p AND ch.user_id = t.owner_id) owned
+                  ON owned.thing_id = s.thing_id AND owned.owner_id = s.user_id
+                WHERE s.period = :p
+                """
+            ),
+            params,
+        )
         session.execute(
             text(
                 "INSERT INTO settlement.own_shares (period, thing_id, user_id, amount, transaction_id) "
-                "SELECT :p, s.thing_id, t.owner_id, s.own, :t FROM thing_shares s JOIN settlement.things t ON t.thing_id = s.thing_id "
-                "WHERE s.own IS NOT NULL"
+                "SELECT :p, thing_id, user_id, share, :t FROM own_clicks"
             ),
             params,
         )
@@ -398,31 +415,16 @@ class Batch:
             text(
                 """
                 INSERT INTO settlement.credits (period, thing_id, owner_id, amount, clicks, state, transaction_id)
-                SELECT :p, s.thing_id, t.owner_id, s.amount - coalesce(s.own, 0), s.clicks - CAST(s.own IS NOT NULL AS integer),
+                SELECT :p, s.thing_id, t.owner_id, s.amount - coalesce(o.share, 0), s.clicks - CAST(o.share IS NOT NULL AS integer),
                        CASE WHEN t.owner_id IS NOT NULL AND t.verified THEN 'paid' ELSE 'held' END, :t
                 FROM thing_shares s LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
-                WHERE s.own IS NULL OR s.clicks > 1
+                LEFT JOIN own_clicks o ON o.thing_id = s.thing_id
+                WHERE o.share IS NULL OR s.clicks > 1
                 """
             ),
             params,
         )
         session.execute(text("ANALYZE settlement.credits"))
-
-    def _sum_shares(self, session: Session, params: dict) -> None:
-        """Per thing: the shares of its clicks, their number, and the share of its owner's own
-        click (null if the owner did not click it). A table made from a query (not an INSERT)
-        lets PostgreSQL aggregate the million clicks in parallel."""
-        session.execute(
-            text(
-                """
-                CREATE TEMPORARY TABLE thing_shares ON COMMIT DROP AS
-                SELECT s.thing_id, sum(s.share) AS amount, count(*) AS clicks, sum(s.share) FILTER (WHERE s.user_id = t.owner_id) AS own
-                FROM settlement.reader_shares s LEFT JOIN settlement.things t ON t.thing_id = s.thing_id
-                WHERE s.period = :p GROUP BY s.thing_id
-                """
-            ),
-            params,
-        )
 
     def _post_ledger(self, session: Session, params: dict) -> None:
         session.execute(
