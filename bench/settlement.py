@@ -8,7 +8,7 @@ Figures:
   (charges, the split, the ledger posting, events and means; the commit), run in this process,
   against the reference. This machine's speed swings by tens of percent from one minute to the
   next (the same code gave 3.9 to 5.6 in four single runs), so the figure is the median of
-  ``BENCH_TRIALS`` (default 3) trials: each trial settles a period of its own, with the reference
+  ``BENCH_TRIALS`` (default 5) trials: each trial settles a period of its own, with the reference
   measured just before its batch, and its ratio is its batch over that reference. Every trial
   starts from the same wallets (the readers short of a budget are topped up to less than one
   budget again), so each does the same work. Goal: within 4x.
@@ -58,7 +58,7 @@ SCALE = [int(m) for m in os.environ.get("BENCH_SCALE", "1,5").replace(" ", "").s
 SCALE_BATCH_GOAL = 1.2  # the batch's seconds per million at the largest size over the smallest's
 SCALE_MEMORY_GOAL = 0.10  # the runner's peak RSS at the largest size against the smallest's
 RATIO_GOAL = 4.0  # the 1M batch against the reference measured just before it: the median of the trials
-TRIALS = max(1, int(os.environ.get("BENCH_TRIALS", "3")))
+TRIALS = max(1, int(os.environ.get("BENCH_TRIALS", "5")))
 SHORT_EVERY = 20  # every 20th reader's wallet holds less than one budget when a period is settled
 
 
