@@ -3,6 +3,9 @@
 Revision ID: 0010
 Revises: 0009
 """
+import importlib.util
+import pathlib
+
 from alembic import op
 
 revision = "0010"
@@ -67,51 +70,15 @@ BEGIN
 END $$;
 """
 
-# migration 0009's function, for the downgrade
-TWO_PASS_CHECKS = """
-CREATE OR REPLACE FUNCTION settlement.apply_postings() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    unbalanced bigint;
-    touched bigint;
-    named bigint;
-    posted bigint;
-    nestloop text;
-BEGIN
-    SELECT transaction_id INTO unbalanced FROM new_postings
-        GROUP BY transaction_id HAVING sum(amount) <> 0 LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'ledger: transaction % does not balance', unbalanced USING ERRCODE = 'check_violation';
-    END IF;
-    IF EXISTS (SELECT 1 FROM (SELECT DISTINCT transaction_id FROM new_postings) p
-               WHERE NOT EXISTS (SELECT 1 FROM settlement.transactions t WHERE t.id = p.transaction_id)) THEN
-        RAISE EXCEPTION 'ledger: a posting names a transaction that does not exist' USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    SELECT count(*), count(DISTINCT account_id) INTO posted, named FROM new_postings;
-    IF named < 10000 THEN
-        UPDATE settlement.ledger_accounts a SET balance = a.balance + d.delta
-            FROM (SELECT account_id, sum(amount) AS delta FROM new_postings GROUP BY account_id) d
-            WHERE a.id = d.account_id;
-        GET DIAGNOSTICS touched = ROW_COUNT;
-    ELSE
-        nestloop := current_setting('enable_nestloop');
-        PERFORM set_config('enable_nestloop', 'off', true);
-        IF posted = named THEN
-            UPDATE settlement.ledger_accounts a SET balance = a.balance + p.amount
-                FROM new_postings p WHERE p.account_id = a.id;
-        ELSE
-            UPDATE settlement.ledger_accounts a SET balance = a.balance + d.delta
-                FROM (SELECT account_id, sum(amount) AS delta FROM new_postings GROUP BY account_id) d
-                WHERE d.account_id = a.id;
-        END IF;
-        GET DIAGNOSTICS touched = ROW_COUNT;
-        PERFORM set_config('enable_nestloop', nestloop, true);
-    END IF;
-    IF touched <> named THEN
-        RAISE EXCEPTION 'ledger: a posting names an account that does not exist' USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
-END $$;
-"""
+
+def _migration_0009():
+    """Migration 0009's module, whose ``apply_postings`` the downgrade restores (one definition of
+    it, not a copy); loaded from its file, as a revision's name is not a Python identifier."""
+    path = pathlib.Path(__file__).with_name("0009_ledger_in_bulk.py")
+    spec = importlib.util.spec_from_file_location("settlement_migration_0009", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def upgrade():
@@ -121,4 +88,4 @@ def upgrade():
 
 def downgrade():
     op.create_index("ix_settlement_postings_transaction_id", "postings", ["transaction_id"], unique=False, schema="settlement")
-    op.execute(TWO_PASS_CHECKS)
+    op.execute(_migration_0009().BULK_BALANCES)
