@@ -23,8 +23,13 @@ import sys
 
 import eventlet
 from eventlet.hubs import trampoline
+from eventlet.patcher import original
 
 CONSUMER_WAIT_SECONDS = 0.1
+# the pipe's ends are non-blocking, so the real calls never wait; eventlet's green ones would hand
+# each write to the hub first, and two parts of a process tripping at once (every container ends
+# when the process stops) made it refuse the second as a "simultaneous write"
+_os = original("os")
 
 
 class StopSignals:
@@ -49,7 +54,7 @@ class StopSignals:
         """Wake ``wait()`` without a signal (it then returns 0): a part of the process died."""
         self.received.append(0)
         try:
-            os.write(self._write_fd, b"\0")
+            _os.write(self._write_fd, b"\0")
         except BlockingIOError:
             pass
 
@@ -57,7 +62,7 @@ class StopSignals:
         while not self.received:
             trampoline(self._read_fd, read=True)
             try:
-                os.read(self._read_fd, 64)  # the Python handler has run by now, or runs next
+                _os.read(self._read_fd, 64)  # the Python handler has run by now, or runs next
             except BlockingIOError:
                 pass
             eventlet.sleep(0)

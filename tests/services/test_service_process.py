@@ -49,3 +49,28 @@ def test_a_service_whose_container_dies_exits_so_it_is_restarted(amqp_uri):
     assert process.returncode == 1, output
     assert "stopped working (ConnectionResetError" in output, output
     assert "exiting so that it is restarted" in output
+
+
+
+SEVERAL_TRIPS = textwrap.dedent(
+    """
+    import eventlet
+    eventlet.monkey_patch()
+    from services.common.shutdown import StopSignals
+
+    signals = StopSignals()
+    for _ in range(3):  # every container of a process ends together when it stops
+        eventlet.spawn_n(signals.trip)
+    print("woke with", signals.wait())
+    eventlet.sleep(0.1)  # the other trips run
+    """
+)
+
+
+def test_parts_of_a_process_ending_together_wake_its_stop_once_without_an_error():
+    # each container of a service process wakes the stop wait when it ends; they used to write
+    # its pipe at the same moment, and eventlet printed a RuntimeError among the JSON log lines
+    result = subprocess.run([sys.executable, "-c", SEVERAL_TRIPS], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "woke with 0\n"
+    assert "Traceback" not in result.stderr, result.stderr
