@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 
 import eventlet
-from eventlet.queue import LightQueue
 import pytest
 import requests
 from sqlalchemy import create_engine, text
@@ -210,50 +209,41 @@ def private_stack(private_rabbit, private_postgres, start_services, gateway_fact
     return db_url, tokens
 
 
-def _died_of(container):
-    """What ended ``container``: its error, or None when it was stopped or killed on purpose."""
-    try:
-        container.wait()
-    except Exception as exc:  # noqa: BLE001 - whatever killed it
-        return exc
-    return None
+def _supervised_accounts(amqp_uri: str, db_url: str):
+    """accounts as a deployment runs it: a process of its own (``services.common.runner`` ends it
+    when a container dies, e.g. when nameko could not publish an RPC reply because the broker went
+    down between request and reply) under the process runner of ``make dev``, which starts it
+    again. Returns a function that stops both."""
+    from deploy.supervisor import Supervisor
+
+    env = dict(os.environ, AMQP_URI=amqp_uri, ACCOUNTS_DATABASE_URL=db_url, CLICKS_DATABASE_URL=db_url,
+               SETTLEMENT_DATABASE_URL=db_url, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", LOG_LEVEL="WARNING")
+    supervisor = Supervisor({"accounts": [sys.executable, "-m", "services.accounts"]}, env=env, name="test")
+    supervisor.start_all()
+
+    def keep_running():
+        while True:
+            supervisor.poll(0.2)
+            eventlet.sleep(0)
+
+    poller = eventlet.spawn(keep_running)
+
+    def stop():
+        poller.kill()
+        supervisor.stop()
+
+    return stop
 
 
 def _private_gateway(amqp_uri, db_url):
     """Services and gateway wired to the private instances (the standard fixtures use the machine's)."""
     from eventlet import wsgi
-    from services.common.runner import ServiceGroup
 
     from services.gateway.app import create_app
     from services.gateway.clicks import ClickClient
     from services.gateway.rpc import RpcPool
 
-    config = {"AMQP_URI": amqp_uri, "ACCOUNTS_DATABASE_URL": db_url, "CLICKS_DATABASE_URL": db_url,
-              "SETTLEMENT_DATABASE_URL": db_url, "serializer": "json"}
-
-    def start_accounts():
-        group = ServiceGroup(config)
-        group.add_service(AccountsService)
-        group.start()
-        return group
-
-    accounts = {"group": start_accounts(), "closing": False}
-
-    def restart_accounts_when_a_container_dies():
-        # as in a deployment: nameko kills a container whose RPC reply cannot be published (the
-        # broker went down between the request and the reply); the service process then exits
-        # (services.common.runner) and its runner starts a fresh one
-        while True:
-            group, died = accounts["group"], LightQueue()
-            for container in group.containers:
-                eventlet.spawn_n(lambda c: died.put(_died_of(c)), container)
-            if died.get() is None or accounts["closing"]:
-                return
-            group.kill()
-            eventlet.sleep(0.5)
-            accounts["group"] = start_accounts()
-
-    supervisor = eventlet.spawn(restart_accounts_when_a_container_dies)
+    stop_accounts = _supervised_accounts(amqp_uri, db_url)
     pool, clicks = RpcPool(amqp_uri, size=4, timeout=3), ClickClient(amqp_uri, timeout=3)
     sock = eventlet.listen(("127.0.0.1", 0))
     overrides = {"SECRET_KEY": SECRET_KEY, "FLATTR_PUBLIC_URL": f"http://127.0.0.1:{sock.getsockname()[1]}", "FLATTR_RATE_LIMITS": "off"}
@@ -265,9 +255,7 @@ def _private_gateway(amqp_uri, db_url):
         sock.close()
         clicks.close()
         pool.close()
-        accounts["closing"] = True
-        supervisor.kill()
-        accounts["group"].kill()
+        stop_accounts()
 
     return f"http://127.0.0.1:{sock.getsockname()[1]}", close
 
