@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.clicks.periods import OPEN_PERIOD_LOCK
+
 OK, NOT_FOUND, OWNER, ONCE, NO_MEANS = "ok", "not_found", "flattr_owner", "flattr_once", "no_means"
 # the caller gave up (and answered 503) before the request reached the database: not carried out
 EXPIRED = "expired"
@@ -45,10 +47,12 @@ class NoOpenPeriod(Exception):
 REDELIVERY_WINDOW_SECONDS = 86400
 _REDELIVERY_PERIODS = f"state = 'open' OR sealed_at > now() - interval '{REDELIVERY_WINDOW_SECONDS} seconds'"
 
-# The open period (share-locked: the seal waits for this batch to commit, see
-# services.clicks.periods) and the periods sealed within the redelivery window, in one round trip.
-# If a seal committed while this waited for the lock, no open period is visible: NoOpenPeriod.
-_PERIODS = f"SELECT id, state FROM clicks.periods WHERE {_REDELIVERY_PERIODS} FOR SHARE"
+# First the lock a seal takes alone (services.clicks.periods): it waits for this batch to commit,
+# or this batch for a seal already waiting or under way. A statement of its own, so that the next
+# one reads the periods as a seal that committed meanwhile left them.
+_SHARE_OPEN_PERIOD = f"SELECT pg_advisory_xact_lock_shared({OPEN_PERIOD_LOCK})"
+# The open period and the periods sealed within the redelivery window.
+_PERIODS = f"SELECT id, state FROM clicks.periods WHERE {_REDELIVERY_PERIODS}"
 
 # The periods' ids are literals ({open_period}, {recent_periods}), not parameters, so the planner
 # reads only their partitions of the clicks table.
@@ -167,7 +171,9 @@ def resolve(cursor, requests: list[ClickRequest]) -> list[dict]:
 
 
 def _periods(cursor) -> tuple[str, list[str]]:
-    """The open period, share-locked, and the ids of the periods a redelivery is looked for in."""
+    """The open period, which no seal closes before this batch commits, and the ids of the
+    periods a redelivery is looked for in."""
+    cursor.execute(_SHARE_OPEN_PERIOD)
     cursor.execute(_PERIODS)
     found = cursor.fetchall()
     open_ids = [pid for pid, state in found if state == "open"]

@@ -1,4 +1,6 @@
-"""The click statement on the real database: redeliveries, deadlines, the rules' order."""
+"""The click statement on the real database: redeliveries, deadlines, the rules' order, the seal."""
+import itertools
+import threading
 import time
 import uuid
 
@@ -39,6 +41,73 @@ def test_a_request_delivered_again_after_its_period_was_sealed_is_ok_and_stored_
     # a new request for the same pair in the new period is a new click
     assert worker._resolve([ingest.ClickRequest(str(uuid.uuid4()), 1, 2)])[0]["status"] == "ok"
     assert len(stored(db)) == 2
+
+
+def test_a_seal_is_not_held_off_by_click_batches_that_keep_overlapping(database_url, db):
+    """Busy workers' batches overlap without a gap: each begins before the one before it commits.
+    The seal waits for the batches in flight and the later ones wait for the seal, so the period
+    closes while the clicks keep coming (with share-locked period rows it waited until they
+    stopped: a row lock lets a new sharer in past a waiting sealer). No click is lost on the way."""
+    seed_click_path(database_url, 100, 5)  # 500 distinct (reader, thing) pairs
+    pairs = itertools.product(range(1, 101), range(1, 6))
+    connections = [psycopg2.connect(libpq_dsn(database_url)) for _ in range(3)]
+    answers, sealed = [], threading.Event()
+    outcome = {}
+
+    def batch(conn, reader, thing):
+        with conn.cursor() as cursor:
+            answers.append(ingest.resolve(cursor, [ingest.ClickRequest(str(uuid.uuid4()), reader, thing)])[0])
+
+    def seal():
+        with Session(db) as session:
+            outcome["seal"] = periods.seal(session)
+            session.commit()
+        sealed.set()
+
+    def relay(until: float):
+        """Batch after batch on three connections; each commits only once the next has started
+        (or after 0.3 s, when the next waits): while this runs, some batch always holds the period."""
+        holder = connections[0]
+        batch(holder, *next(pairs))
+        after_seal = 0
+        for step in itertools.count(1):
+            if time.monotonic() > until or after_seal == 3:
+                break
+            after_seal += sealed.is_set()
+            time.sleep(0.02)  # the batch's statement
+            successor = connections[step % 3]
+            started = threading.Thread(target=batch, args=(successor, *next(pairs)))
+            started.start()
+            started.join(0.3)
+            holder.commit()
+            started.join()
+            holder = successor
+        holder.commit()
+
+    try:
+        relay_thread = threading.Thread(target=relay, args=(time.monotonic() + 8,))
+        relay_thread.start()
+        time.sleep(0.5)
+        sealer = threading.Thread(target=seal)
+        sealer.start()
+        relay_thread.join()
+        sealed_while_clicks_came = sealed.is_set()
+        sealer.join(30)
+    finally:
+        for conn in connections:
+            conn.close()
+    assert sealed_while_clicks_came, "the seal waited until the click batches stopped coming"
+    closed, next_id = outcome["seal"]
+    assert all(a["status"] == "ok" for a in answers), answers
+    in_period = {p: n for p, n in _clicks_per_period(db).items()}
+    assert sum(in_period.values()) == len(answers)
+    assert in_period.get(closed, 0) > 0 and in_period.get(next_id, 0) > 0
+    assert {a["period"] for a in answers} == {closed, next_id}
+
+
+def _clicks_per_period(db) -> dict:
+    with db.connect() as conn:
+        return dict(conn.execute(text("SELECT period_id, count(*) FROM clicks.clicks GROUP BY period_id")).all())
 
 
 def test_a_request_past_its_deadline_is_not_carried_out(worker, db):
