@@ -8,11 +8,18 @@ A call carries its caller's deadline (Unix time, context data ``deadline``) and 
 (``request_id``). A call whose deadline passed while it waited in the queue is acknowledged and
 dropped, not carried out: its caller has already answered 503, and the work would only delay the
 calls behind it.
+
+An answer that cannot be sent (the broker went away between the call and its answer) is logged
+and dropped, as a lost answer on the wire would be: the caller answers 503 at its deadline and may
+call again (every write is idempotent). nameko would end the worker with the error, and that kills
+the container: every other call in flight, and in a deployment the process.
 """
 import functools
 import logging
 import time
 
+import amqp
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from nameko.rpc import Rpc, RpcConsumer
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -22,6 +29,9 @@ from services.common.errors import DomainError, Unavailable
 log = logging.getLogger(__name__)
 
 DEADLINE_HEADER = "nameko.deadline"
+# what sending an answer raises when no broker takes it (kombu gave up reconnecting; a socket or
+# an AMQP connection closed under it)
+ANSWER_LOST = (BrokerUnavailable, amqp.exceptions.ConnectionError, OSError)
 REQUEST_ID_HEADER = "nameko.request_id"
 
 
@@ -103,6 +113,23 @@ class DeadlineRpc(Rpc):
             self.rpc_consumer.queue_consumer.ack_message(message)
             return
         super().handle_message(body, message)
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        try:
+            return super().handle_result(message, worker_ctx, result, exc_info)
+        except ANSWER_LOST as exc:
+            log.warning(
+                "the answer of %s.%s could not be sent (%s: %s); its caller was not told (request %s)",
+                self.container.service_name, self.method_name, type(exc).__name__, exc,
+                (message.headers or {}).get(REQUEST_ID_HEADER, "-"),
+            )
+            try:
+                # if this channel still lives the call is done with; if not, the broker hands it
+                # out again once a consumer is back, and it is carried out again (idempotent)
+                self.rpc_consumer.queue_consumer.ack_message(message)
+            except ANSWER_LOST:
+                pass
+            return result, exc_info
 
 
 def rpc(fn=None, **kwargs):
