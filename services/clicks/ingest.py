@@ -37,7 +37,7 @@ class ClickRequest:
 
 
 class NoOpenPeriod(Exception):
-    """The period was being sealed while the batch waited: run the batch again."""
+    """No period is open (none was opened yet): the batch is tried again."""
 
 
 # A redelivered request is looked for in the periods sealed this long ago or since: a request is

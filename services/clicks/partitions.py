@@ -9,9 +9,9 @@ never by a long ``DELETE``.
 Locks, because the click path must not stop for either:
 
 - a new period's partition is made ``LIKE`` the table and then ``ATTACH``-ed, which takes only
-  ``SHARE UPDATE EXCLUSIVE`` on the table: click batches (``ROW EXCLUSIVE``) go on. (``CREATE
-  TABLE ... PARTITION OF`` would take ``ACCESS EXCLUSIVE`` and, inside the seal, deadlock with a
-  batch that waits for the seal's period row.)
+  ``SHARE UPDATE EXCLUSIVE`` on the table: click batches (``ROW EXCLUSIVE``) and readers go on.
+  (``CREATE TABLE ... PARTITION OF`` would take ``ACCESS EXCLUSIVE``: the seal would wait for
+  every reader of the table, a settlement's export of a month, and hold up all behind it.)
 - a settled partition leaves by ``DETACH PARTITION ... CONCURRENTLY``, the same weak lock.
 - both take the advisory lock ``PARTITION_LOCK`` first, so a seal never meets a detach half way.
 

@@ -194,7 +194,7 @@ class ClickWorker:
                 self.db.commit()
                 return answers
             except ingest.NoOpenPeriod:
-                self.db.rollback()  # sealed while we waited for its lock; the next one is open now
+                self.db.rollback()  # no period open yet
         raise RuntimeError("no open period")
 
     def _resolve(self, all_requests):

@@ -9,13 +9,15 @@ A call carries its caller's deadline (Unix time, context data ``deadline``) and 
 dropped, not carried out: its caller has already answered 503, and the work would only delay the
 calls behind it.
 
-An answer that cannot be sent (the broker went away between the call and its answer) is logged
-and dropped, as a lost answer on the wire would be: the caller answers 503 at its deadline and may
-call again (every write is idempotent). nameko would end the worker with the error, and that kills
-the container: every other call in flight, and in a deployment the process.
+An answer that cannot be sent (the broker went away between the call and its answer) is logged,
+and the call goes back to its queue: once a broker takes it again it is carried out again (every
+write is idempotent) and answered, or dropped if its caller's deadline has passed (a caller with a
+deadline has answered 503 by then). nameko would end the worker with the error, and that kills the
+container: every other call in flight, and in a deployment the process.
 """
 import functools
 import logging
+import socket
 import time
 
 import amqp
@@ -29,9 +31,10 @@ from services.common.errors import DomainError, Unavailable
 log = logging.getLogger(__name__)
 
 DEADLINE_HEADER = "nameko.deadline"
-# what sending an answer raises when no broker takes it (kombu gave up reconnecting; a socket or
-# an AMQP connection closed under it)
-ANSWER_LOST = (BrokerUnavailable, amqp.exceptions.ConnectionError, OSError)
+# what sending an answer raises when no broker takes it: kombu gave up reconnecting, or a socket or
+# an AMQP connection closed, timed out or could not be opened under it (not every OSError: a
+# missing certificate file is a fault of the setup, to be seen, not an answer to drop)
+ANSWER_LOST = (BrokerUnavailable, amqp.exceptions.ConnectionError, ConnectionError, TimeoutError, socket.gaierror)
 REQUEST_ID_HEADER = "nameko.request_id"
 
 
@@ -119,14 +122,13 @@ class DeadlineRpc(Rpc):
             return super().handle_result(message, worker_ctx, result, exc_info)
         except ANSWER_LOST as exc:
             log.warning(
-                "the answer of %s.%s could not be sent (%s: %s); its caller was not told (request %s)",
+                "the answer of %s.%s could not be sent or acknowledged (%s: %s); the call goes back to its queue (request %s)",
                 self.container.service_name, self.method_name, type(exc).__name__, exc,
                 (message.headers or {}).get(REQUEST_ID_HEADER, "-"),
             )
             try:
-                # if this channel still lives the call is done with; if not, the broker hands it
-                # out again once a consumer is back, and it is carried out again (idempotent)
-                self.rpc_consumer.queue_consumer.ack_message(message)
+                # a channel that still lives hands it back now; a closed one did already
+                self.rpc_consumer.requeue_message(message)
             except ANSWER_LOST:
                 pass
             return result, exc_info

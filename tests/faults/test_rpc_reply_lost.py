@@ -1,6 +1,6 @@
 """A call whose answer cannot be sent, because the broker went away between the call and its
-answer, leaves the service running: its other calls go on, and it answers again once a broker is
-back. nameko ends such a worker with an error, which kills the whole container (every call in
+answer, leaves the service running: its other calls go on, it answers again once a broker is
+back, and the call itself is carried out again then (it went back to its queue). nameko ends such a worker with an error, which kills the whole container (every call in
 flight with it) and, in a deployment, the process.
 
 RabbitMQ is a private instance (testsupport/instances.py): the machine's own is never disturbed.
@@ -21,6 +21,7 @@ from services.common.runner import ServiceGroup
 pytestmark = pytest.mark.slow
 
 RELEASE = Event()
+CARRIED_OUT = []
 
 
 class ReplyProbe:
@@ -29,6 +30,7 @@ class ReplyProbe:
     @rpc
     def answer_when_released(self):
         RELEASE.wait()
+        CARRIED_OUT.append(time.monotonic())
         return "done"
 
     @rpc
@@ -51,6 +53,7 @@ def _busy(group: ServiceGroup) -> int:
 def test_an_answer_the_broker_cannot_take_leaves_the_service_serving(private_rabbit):
     global RELEASE
     RELEASE = Event()
+    CARRIED_OUT.clear()
     config = {"AMQP_URI": private_rabbit.amqp_uri, "serializer": "json"}
     topology.declare(config["AMQP_URI"])
     group = ServiceGroup(config)
@@ -79,6 +82,9 @@ def test_an_answer_the_broker_cannot_take_leaves_the_service_serving(private_rab
         while (answer := _call(private_rabbit.amqp_uri, "ping", timeout=3)) != "pong":
             assert time.monotonic() < deadline, f"the service did not answer again once the broker was back: {answer!r}"
             eventlet.sleep(0.5)
+        while len(CARRIED_OUT) < 2:
+            assert time.monotonic() < deadline, "the call whose answer was lost did not come back to the service"
+            eventlet.sleep(0.1)
     finally:
         if not RELEASE.ready():
             RELEASE.send()

@@ -59,10 +59,14 @@ def test_a_seal_is_not_held_off_by_click_batches_that_keep_overlapping(database_
             answers.append(ingest.resolve(cursor, [ingest.ClickRequest(str(uuid.uuid4()), reader, thing)])[0])
 
     def seal():
-        with Session(db) as session:
-            outcome["seal"] = periods.seal(session)
-            session.commit()
-        sealed.set()
+        try:
+            with Session(db) as session:
+                outcome["seal"] = periods.seal(session)
+                session.commit()
+        except Exception as exc:  # noqa: BLE001 - reported below, not lost with the thread
+            outcome["seal"] = exc
+        finally:
+            sealed.set()
 
     def relay(until: float):
         """Batch after batch on three connections; each commits only once the next has started
@@ -96,6 +100,7 @@ def test_a_seal_is_not_held_off_by_click_batches_that_keep_overlapping(database_
     finally:
         for conn in connections:
             conn.close()
+    assert not isinstance(outcome.get("seal"), Exception), outcome
     assert sealed_while_clicks_came, "the seal waited until the click batches stopped coming"
     closed, next_id = outcome["seal"]
     assert all(a["status"] == "ok" for a in answers), answers

@@ -96,9 +96,9 @@ def wait_until(probe, timeout: float = 10.0):
 
 
 def test_sealing_makes_the_next_partition_while_a_click_batch_waits_for_it_without_a_deadlock(database_url, db):
-    """The batch holds the clicks table (it planned its insert) and waits for the period the seal
-    holds; the seal then makes the next partition. Made with ``PARTITION OF`` (an exclusive lock
-    on the table) this deadlocks; attached, it does not."""
+    """A batch comes while a seal is under way (held here before it opens the next period): the
+    batch waits for the seal, holding nothing the seal needs; the seal makes the next partition,
+    and the batch's click goes into it."""
     from services.clicks.worker import ClickWorker
 
     seed_click_path(database_url, 5, 5)
