@@ -8,20 +8,11 @@ A call carries its caller's deadline (Unix time, context data ``deadline``) and 
 (``request_id``). A call whose deadline passed while it waited in the queue is acknowledged and
 dropped, not carried out: its caller has already answered 503, and the work would only delay the
 calls behind it.
-
-An answer that cannot be sent (the broker went away between the call and its answer) is logged,
-and the call goes back to its queue: once a broker takes it again it is carried out again (every
-write is idempotent) and answered, or dropped if its caller's deadline has passed (a caller with a
-deadline has answered 503 by then). nameko would end the worker with the error, and that kills the
-container: every other call in flight, and in a deployment the process.
 """
 import functools
 import logging
-import socket
 import time
 
-import amqp
-from kombu.exceptions import OperationalError as BrokerUnavailable
 from nameko.rpc import Rpc, RpcConsumer
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -31,10 +22,6 @@ from services.common.errors import DomainError, Unavailable
 log = logging.getLogger(__name__)
 
 DEADLINE_HEADER = "nameko.deadline"
-# what sending an answer raises when no broker takes it: kombu gave up reconnecting, or a socket or
-# an AMQP connection closed, timed out or could not be opened under it (not every OSError: a
-# missing certificate file is a fault of the setup, to be seen, not an answer to drop)
-ANSWER_LOST = (BrokerUnavailable, amqp.exceptions.ConnectionError, ConnectionError, TimeoutError, socket.gaierror)
 REQUEST_ID_HEADER = "nameko.request_id"
 
 
@@ -116,22 +103,6 @@ class DeadlineRpc(Rpc):
             self.rpc_consumer.queue_consumer.ack_message(message)
             return
         super().handle_message(body, message)
-
-    def handle_result(self, message, worker_ctx, result, exc_info):
-        try:
-            return super().handle_result(message, worker_ctx, result, exc_info)
-        except ANSWER_LOST as exc:
-            log.warning(
-                "the answer of %s.%s could not be sent or acknowledged (%s: %s); the call goes back to its queue (request %s)",
-                self.container.service_name, self.method_name, type(exc).__name__, exc,
-                (message.headers or {}).get(REQUEST_ID_HEADER, "-"),
-            )
-            try:
-                # a channel that still lives hands it back now; a closed one did already
-                self.rpc_consumer.requeue_message(message)
-            except ANSWER_LOST:
-                pass
-            return result, exc_info
 
 
 def rpc(fn=None, **kwargs):
