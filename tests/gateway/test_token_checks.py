@@ -7,6 +7,7 @@ import requests
 from sqlalchemy import text
 from services.gateway.metrics import REGISTRY
 
+from testsupport.locks import waiting_on_locks
 from tests.factories import personal_token, sign_up
 
 READERS = 40
@@ -14,11 +15,6 @@ READERS = 40
 
 def _token_checks() -> float:
     return REGISTRY.get_sample_value("gateway_rpc_seconds_count", {"service": "accounts", "method": "authenticate_tokens", "outcome": "ok"}) or 0.0
-
-
-def _waiting_on_locks(db) -> int:
-    with db.connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).scalar()
 
 
 def test_a_crowd_of_new_tokens_is_checked_in_a_few_calls_and_each_gets_its_own_answer(all_services, gateway_factory, db):
@@ -43,7 +39,7 @@ def test_a_crowd_of_new_tokens_is_checked_in_a_few_calls_and_each_gets_its_own_a
         for t in threads:
             t.start()
         deadline = time.monotonic() + 10
-        while _waiting_on_locks(db) == 0 and time.monotonic() < deadline:
+        while waiting_on_locks(db) == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(1.0)  # the rest of the crowd arrives meanwhile
     finally:

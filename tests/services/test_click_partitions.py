@@ -28,6 +28,7 @@ from services.common.db import dispose_engines
 from services.common.errors import InvalidParameters
 from services.common.migrate import downgrade, upgrade
 from services.settlement import batch
+from testsupport.locks import waiting_on_locks
 from testsupport.seeding import seed_click_path
 from tests.settlement_world import PERIOD, SEALED_AT, sources
 
@@ -81,11 +82,6 @@ def test_upgrading_moves_every_click_into_its_periods_partition_and_downgrading_
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM clicks.clicks")).scalar() == 3001
     upgrade("clicks", database_url)
-
-
-def waiting_on_locks(db) -> int:
-    with db.connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).scalar()
 
 
 def wait_until(probe, timeout: float = 10.0):
