@@ -76,11 +76,12 @@ class Transaction(Base):
 
 class Posting(Base):
     __tablename__ = "postings"
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    # references are checked set-wise by the ledger trigger (migration 0004), not per row; no
-    # index by transaction: no query needs one, and a settlement would pay an entry per posting (0010)
+    # keyed by account, then id (migration 0011): postings are read by account, in id order, and a
+    # settlement pays one index entry per posting. References are checked set-wise by the ledger
+    # trigger (migration 0004), not per row; no index by transaction: no query needs one (0010)
+    account_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     transaction_id: Mapped[int] = mapped_column(BigInteger)
-    account_id: Mapped[int] = mapped_column(BigInteger, index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (CheckConstraint("amount <> 0", name="posting_not_zero"),)
 
