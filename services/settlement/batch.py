@@ -392,24 +392,15 @@ class Batch:
         self._learn_owners(session)
         # Own clicks, now that the replica knows every clicked thing's owner: only a reader of
         # this period who owns a thing can have one, so the clicks are matched against those
-        # (reader, thing) pairs alone. The pairs are a table first: with none, the join reads no
-        # click at all (planned in one statement, it read all of them to find nothing).
-        session.execute(
-            text(
-                """
-                CREATE TEMPORARY TABLE owned_by_readers ON COMMIT DROP AS
-                SELECT t.thing_id, t.owner_id FROM settlement.things t
-                JOIN settlement.charges ch ON ch.period = :p AND ch.user_id = t.owner_id
-                """
-            ),
-            params,
-        )
+        # (reader, thing) pairs alone (none: nothing to read).
         session.execute(
             text(
                 """
                 CREATE TEMPORARY TABLE own_clicks ON COMMIT DROP AS
-                SELECT s.thing_id, s.user_id, s.share FROM owned_by_readers owned
-                JOIN settlement.reader_shares s ON s.thing_id = owned.thing_id AND s.user_id = owned.owner_id
+                SELECT s.thing_id, s.user_id, s.share FROM settlement.reader_shares s
+                JOIN (SELECT t.thing_id, t.owner_id FROM settlement.things t
+                      JOIN settlement.charges ch ON ch.period = :p AND ch.user_id = t.owner_id) owned
+                  ON owned.thing_id = s.thing_id AND owned.owner_id = s.user_id
                 WHERE s.period = :p
                 """
             ),
