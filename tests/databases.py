@@ -85,3 +85,15 @@ def cloned_database(infra, template_database):
         dispose_engines()
         background_drops(infra).drop(admin, name)
         admin.dispose()
+
+
+def migrate_test_database(engine, url: str, service: str, step, revision: str) -> None:
+    """Move a test's database to ``revision`` of ``service``'s migrations, ``step`` being alembic's
+    ``command.upgrade`` or ``command.downgrade``: a test of a migration starts from the one before."""
+    from services.common.migrate import alembic_config
+
+    with engine.connect() as conn:
+        cfg = alembic_config(service, url)
+        cfg.attributes["connection"] = conn
+        step(cfg, revision)
+        conn.commit()

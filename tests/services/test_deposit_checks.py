@@ -234,15 +234,11 @@ def test_the_deposit_check_is_an_rpc(settlement, db):
 def test_an_adjustment_made_when_keys_were_global_is_still_recognised(db, database_url):
     from alembic import command
 
-    from services.common.migrate import alembic_config
     from services.settlement import adjustments
+    from tests.databases import migrate_test_database
 
     def migrate(step, revision):
-        with db.connect() as conn:
-            cfg = alembic_config("settlement", database_url)
-            cfg.attributes["connection"] = conn
-            step(cfg, revision)
-            conn.commit()
+        migrate_test_database(db, database_url, "settlement", step, revision)
 
     migrate(command.downgrade, "0006")
     with Session(db) as session:  # as the service posted adjustments then

@@ -266,3 +266,31 @@ def test_database_refuses_postings_to_accounts_or_transactions_that_do_not_exist
         session.rollback()
         with pytest.raises(DBAPIError, match="append-only"):
             session.execute(text("DELETE FROM settlement.ledger_accounts"))
+
+
+def test_postings_made_before_they_were_keyed_by_account_are_read_the_same_after(db, database_url):
+    """Migration 0011 rebuilds the postings' key as (account, id): what was posted before it still
+    adds up, and a user's records list their postings in the order they were made, then on."""
+    from alembic import command
+
+    from services.settlement import overview
+    from tests.databases import migrate_test_database
+
+    migrate_test_database(db, database_url, "settlement", command.downgrade, "0010")
+    with Session(db) as session:
+        wallet, added = ledger.account(session, "wallet", 7), ledger.account(session, "adjustments")
+        for key, cents in (("a", 300), ("b", 200), ("c", 100)):
+            ledger.transfer(session, "adjustment", f"before-0011-{key}", added, wallet, Money(cents))
+        ledger.transfer(session, "adjustment", "before-0011-back", wallet, added, Money(50))
+        session.commit()
+    migrate_test_database(db, database_url, "settlement", command.upgrade, "head")
+    with Session(db) as session:
+        ledger.transfer(session, "adjustment", "after-0011", added, wallet, Money(25))
+        session.commit()
+        assert [p["amount"] for p in overview.export(session, 7)["postings"]] == [300, 200, 100, -50, 25]
+        assert ledger.balance(session, "wallet", 7) == Money(575)
+        assert ledger.check(session)["ok"], ledger.check(session)["failures"]
+    # and back: the downgrade restores the key by id and the index by account
+    migrate_test_database(db, database_url, "settlement", command.downgrade, "0010")
+    with Session(db) as session:
+        assert [p["amount"] for p in overview.export(session, 7)["postings"]] == [300, 200, 100, -50, 25]
