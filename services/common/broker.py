@@ -33,6 +33,7 @@ import time
 
 import amqp
 import kombu
+import kombu.exceptions
 
 from services.common import settings
 
@@ -146,6 +147,25 @@ def kombu_connection(amqp_uri: str, connect_timeout: float = 5.0, **transport_op
     return kombu.Connection(ordered_uri(amqp_uri), connect_timeout=connect_timeout, transport_options=options)
 
 
+def _first_answering(amqp_uri: str, open_one):
+    """``open_one(url)`` for the nodes of ``amqp_uri`` in this process's order until one answers;
+    each node that does not is marked, the one that does is cleared and named by the connection's
+    ``node_url``."""
+    errors = []
+    for url in _suspects.ordered(node_urls(amqp_uri)):
+        try:
+            conn = open_one(url)
+        except (OSError, amqp.exceptions.AMQPError, kombu.exceptions.OperationalError) as exc:
+            _suspects.mark(url)
+            info = kombu.Connection(url)  # parses the URL
+            errors.append(f"{info.hostname}:{info.port}: {type(exc).__name__}: {exc}")
+            continue
+        _suspects.clear(url)
+        conn.node_url = url
+        return conn
+    raise ConnectionError("no broker node answered: " + "; ".join(errors))
+
+
 def connect(amqp_uri: str, *, heartbeat: int | None = None, connect_timeout: float = 5.0) -> amqp.Connection:
     """A py-amqp connection to the first node of ``amqp_uri`` that answers (kombu parses each
     URL). The connection's ``node_url`` names the node; ``node_lost(conn)`` when it fails.
@@ -154,8 +174,8 @@ def connect(amqp_uri: str, *, heartbeat: int | None = None, connect_timeout: flo
     ``conn.heartbeat_tick()`` about once a second: that sends our heartbeats and raises once the
     node has said nothing for two intervals (a node frozen or cut off, whose socket stays open)."""
     heartbeat = heartbeat_seconds() if heartbeat is None else heartbeat
-    errors = []
-    for url in _suspects.ordered(node_urls(amqp_uri)):
+
+    def open_one(url: str) -> amqp.Connection:
         info = kombu.Connection(url)  # parses the URL
         conn = amqp.Connection(
             host=f"{info.hostname or '127.0.0.1'}:{info.port or 5672}",
@@ -167,18 +187,34 @@ def connect(amqp_uri: str, *, heartbeat: int | None = None, connect_timeout: flo
         )
         try:
             conn.connect()
-        except (OSError, amqp.exceptions.AMQPError) as exc:
-            _suspects.mark(url)
-            errors.append(f"{info.hostname}:{info.port}: {type(exc).__name__}: {exc}")
+        except BaseException:
             try:
                 conn.collect()
             except Exception:  # nothing was opened
                 pass
-            continue
-        _suspects.clear(url)
-        conn.node_url = url
+            raise
         return conn
-    raise ConnectionError("no broker node answered: " + "; ".join(errors))
+
+    return _first_answering(amqp_uri, open_one)
+
+
+def node_connection(amqp_uri: str, *, heartbeat: int | None = None, connect_timeout: float = 5.0, transport_options: dict | None = None) -> kombu.Connection:
+    """A kombu connection, made now, to the first node of ``amqp_uri`` that answers: one node, no
+    failover (its owner makes a new connection when the node goes). ``node_url`` names the node.
+    With heartbeats (``heartbeat``, default ``BROKER_HEARTBEAT``), its owner calls
+    ``keep_alive(conn.connection)`` about once a second while nothing else reads it."""
+    heartbeat = heartbeat_seconds() if heartbeat is None else heartbeat
+
+    def open_one(url: str) -> kombu.Connection:
+        conn = kombu.Connection(url, heartbeat=heartbeat, connect_timeout=connect_timeout, transport_options=transport_options)
+        try:
+            conn.ensure_connection(max_retries=0)  # one attempt: the next node is the retry
+        except BaseException:
+            conn.release()
+            raise
+        return conn
+
+    return _first_answering(amqp_uri, open_one)
 
 
 def fail_over_quickly() -> None:

@@ -17,7 +17,8 @@ says the outcome is unknown, a 2xx is only ever a committed click.
 
 One publishing connection per process (used under a lock: py-amqp is not thread-safe) and one
 reply consumer thread per process, which blocks in ``drain_events`` with a long timeout and hands
-each answer to the request thread waiting for it.
+each answer to the request thread waiting for it. A click that got no answer in time retires the
+publishing connection it went out on (``_abandon_publisher`` says why).
 """
 from __future__ import annotations
 
@@ -37,11 +38,12 @@ from services.gateway.rpc import ServiceUnavailable
 log = logging.getLogger(__name__)
 
 class _Waiter:
-    __slots__ = ("event", "answer")
+    __slots__ = ("event", "answer", "publisher")
 
     def __init__(self):
         self.event = threading.Event()
         self.answer = None
+        self.publisher = 0  # the publishing connection its request went out on (a count)
 
 
 class ClickClient:
@@ -53,6 +55,8 @@ class ClickClient:
         self._pending: list = []
         self._publishing = False
         self._publisher = None  # (connection, channel)
+        self._publishers_made = 0  # the current publisher's number
+        self._abandoned = 0  # publishers up to this number are not to be used again
         self._waiters: dict[str, _Waiter] = {}
         self._waiters_lock = threading.Lock()
         self._reply_queue = None
@@ -111,11 +115,16 @@ class ClickClient:
         with self._publish_lock:
             for attempt in (1, 2):
                 try:
+                    if self._publisher is not None and self._publishers_made <= self._abandoned:
+                        log.warning("click publisher: a click sent on it got no answer in time; connecting anew")
+                        broker.node_lost(self._publisher[0])
+                        self._drop_publisher()
                     if self._publisher is None:
                         conn = connect(self.amqp_uri)
                         channel = conn.channel()
                         declare_queues(channel)
                         self._publisher = (conn, channel)
+                        self._publishers_made += 1
                     message = amqp.Message(
                         json.dumps({"requests": requests}),
                         content_type="application/json",
@@ -158,6 +167,8 @@ class ClickClient:
                 ttl = max(r[4] for r, _ in batch) - time.time()
                 try:
                     self._publish([r for r, _ in batch], reply_to, ttl)
+                    for _, sent in batch:
+                        sent.publisher = self._publishers_made
                 except ServiceUnavailable:
                     for _, failed in batch:
                         failed.event.set()  # with no answer: 503
@@ -189,6 +200,15 @@ class ClickClient:
         finally:
             self._publish_lock.release()
 
+    def _abandon_publisher(self, number: int) -> None:
+        """A click sent on publisher ``number`` got no answer in time: the next click goes out on a
+        new connection. Its channel may be the reason: on RabbitMQ before 4.2 a channel that sent
+        unconfirmed messages to a quorum queue while the queue's leader was cut off can go on
+        accepting messages that are never enqueued, until that node is back (rabbitmq-server
+        #14589). A new channel is not affected; if the workers were only slow, a reconnect costs a
+        few milliseconds."""
+        self._abandoned = max(self._abandoned, number)
+
     def _drop_publisher(self):
         if self._publisher is not None:
             try:
@@ -218,6 +238,8 @@ class ClickClient:
         finally:
             with self._waiters_lock:
                 self._waiters.pop(correlation_id, None)
+        if not answered:
+            self._abandon_publisher(waiter.publisher)
         if not answered or waiter.answer is None or waiter.answer.get("status") == "expired":
             raise ServiceUnavailable("the click workers did not answer in time")
         return waiter.answer

@@ -73,6 +73,8 @@ def _spawn(host: str, port: int) -> int:
     if pid == 0:
         try:
             _serve(host, port)
+        except BaseException:  # the parent starts another; what ended this one is in the log
+            log.exception("gateway process %s failed", os.getpid())
         finally:
             os._exit(1)
     return pid
