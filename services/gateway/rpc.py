@@ -185,7 +185,11 @@ class RpcPool:
         # on a cluster, a new proxy goes to a node that has not failed this process lately
         config = dict(self.config, AMQP_URI=broker.ordered_uri(self.amqp_uri))
         runner = _NodeRpcProxy(config, context_data=context, timeout=self.timeout)
-        proxy = runner.start()
+        try:
+            proxy = runner.start()
+        except BaseException:  # connected but interrupted later (its reply queue, the deadline): close it
+            eventlet.spawn_n(self._close_quietly, runner)
+            raise
         proxy.context_data = context  # the dict the proxy's calls send their context from
         return _Pooled(runner, proxy)
 
