@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import random
-import select
 import socket
 import threading
 import time
@@ -34,6 +33,7 @@ import time
 import amqp
 import kombu
 import kombu.exceptions
+from eventlet.patcher import original
 
 from services.common import settings
 
@@ -266,11 +266,16 @@ def fail_over_quickly() -> None:
     QueueConsumer.amqp_uri = property(lambda self: ordered_uri(self.container.config[AMQP_URI_CONFIG_KEY]))
 
 
+# a look that never waits: eventlet's green select would hand every look to its hub first (the
+# gateway looks at a pooled proxy each time it lends one)
+_poll = original("select").select
+
+
 def keep_alive(conn: amqp.Connection) -> None:
     """For a connection that only publishes (nothing drains it): read whatever the node sent
     (its heartbeats, or its closing the connection) without waiting, and tick our heartbeats.
     Raises once the node is gone or silent for two heartbeat intervals."""
-    waiting = getattr(conn.transport, "_read_buffer", b"") or select.select([conn.transport.sock], [], [], 0)[0]
+    waiting = getattr(conn.transport, "_read_buffer", b"") or _poll([conn.transport.sock], [], [], 0)[0]
     if waiting:
         try:
             # never a sub-millisecond timeout: py-amqp can lose a frame cut by one
