@@ -236,7 +236,12 @@ def fail_over_quickly() -> None:
       waiting for answers that never come);
     - nameko's consumers reconnect through ``ordered_uri``: the node that failed them is tried
       last, not first (a frozen node accepts the TCP connection and keeps the handshake waiting
-      its whole connect timeout)."""
+      its whole connect timeout);
+    - a connection that fails over to the next node drops the one it leaves without a word
+      (kombu closes it politely first, channel then connection, each waiting for an answer with no
+      time limit: a service's publisher that gave up on a frozen node's confirm waited there until
+      the node came back, holding the replies to every RPC it had been asked), and that node is
+      tried last for a while."""
     from kombu import Connection
     from nameko.amqp.publish import Publisher
     from nameko.constants import AMQP_URI_CONFIG_KEY
@@ -246,6 +251,7 @@ def fail_over_quickly() -> None:
         return
     nameko_publish = Publisher.publish
     kombu_heartbeat_check = Connection.heartbeat_check
+    kombu_switch = Connection.switch
 
     def publish(self, payload, **kwargs):
         kwargs.setdefault("confirm_timeout", CONFIRM_SECONDS)
@@ -259,7 +265,14 @@ def fail_over_quickly() -> None:
             self.collect()
             raise
 
+    def switch(self, conn_str):
+        if self._connection is not None:
+            node_lost(self)
+        self.collect()
+        return kombu_switch(self, conn_str)
+
     publish.fails_over = True
+    Connection.switch = switch
     Publisher.publish = publish
     Publisher.transport_options["connect_retries_timeout"] = FAILOVER_SECONDS
     Connection.heartbeat_check = heartbeat_check
