@@ -2,12 +2,12 @@
 
 A standalone proxy is not thread-safe and costs a connection and a reply queue to start, so
 each gateway process keeps a small pool: a request borrows one, calls, and gives it back. A proxy
-whose connection failed is thrown away and replaced. Each proxy listens for its replies on one
-broker node, with heartbeats; a keeper thread reads and sends the idle proxies' heartbeats every
-second, and a proxy is looked at again as it is lent, so one whose node went away (crashed,
-frozen, cut off the network) is replaced before a request is lent it. Domain errors raised by a service arrive as
-their own classes (``services.common.errors``); everything that means "the service or the broker
-cannot answer" becomes ``ServiceUnavailable`` (HTTP 503).
+whose connection failed is thrown away and replaced. All of a proxy's traffic goes over one
+connection to one broker node, with heartbeats; a keeper thread reads and sends the idle proxies'
+heartbeats every second, and a proxy is looked at again as it is lent, so one whose node went away
+(crashed, frozen, cut off the network) is replaced before a request is lent it. Domain errors
+raised by a service arrive as their own classes (``services.common.errors``); everything that
+means "the service or the broker cannot answer" becomes ``ServiceUnavailable`` (HTTP 503).
 
 A call gets the time its request has left (``services.gateway.deadline``), enforced by an
 ``eventlet.Timeout`` around the whole call: the proxy's own timeout restarts whenever any reply
@@ -24,12 +24,12 @@ import threading
 import time
 from contextlib import contextmanager
 
-import eventlet
 import amqp
+import eventlet
 import kombu
 from nameko import serialization
-from nameko.constants import AMQP_URI_CONFIG_KEY, PERSISTENT as PERSISTENT_DELIVERY_MODE
 from nameko.amqp.publish import UndeliverableMessage
+from nameko.constants import AMQP_URI_CONFIG_KEY, PERSISTENT as PERSISTENT_DELIVERY_MODE
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.rpc import MethodProxy, ServiceProxy
 from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy, PollingQueueConsumer, SingleThreadedReplyListener
@@ -211,13 +211,14 @@ class RpcPool:
             with self._changed:
                 checking = list(self._idle)
                 self._idle.clear()
-            alive = [item for item in checking if item.alive()]
+            alive, dead = [], []
+            for item in checking:
+                (alive if item.alive() else dead).append(item)
             with self._changed:
                 self._idle.extendleft(reversed(alive))  # back in the order they were, before any returned meanwhile
                 self._changed.notify_all()
-            for item in checking:
-                if item not in alive:
-                    self._discard(item)
+            for item in dead:
+                self._discard(item)
 
     def _take(self, wait: float) -> _Pooled | None:
         """An idle proxy, or None when the caller may make one; waits up to ``wait`` for one to be
@@ -282,6 +283,7 @@ class RpcPool:
                 runner.stop()
             except Exception:  # the connection is already broken; nothing to release
                 pass
+
     def call(self, service: str, method: str, *args, **kwargs):
         started = time.perf_counter()
         outcome = "ok"
