@@ -51,6 +51,10 @@ def test_each_readers_shares_are_the_python_split_of_their_amount_after_the_fee(
             text(f"CREATE TABLE IF NOT EXISTS settlement.\"{name}\" PARTITION OF settlement.period_clicks "
                  f"(period DEFAULT '{PERIOD}') FOR VALUES IN ('{PERIOD}')")
         )
+        session.execute(
+            text(f"CREATE TABLE IF NOT EXISTS settlement.\"{batch.period_table('charges', PERIOD)}\" PARTITION OF settlement.charges "
+                 f"FOR VALUES IN ('{PERIOD}')")
+        )
         for table, column in (("clicks.clicks", "period_id"), ("settlement.period_clicks", "period"), ("settlement.charges", "period")):
             session.execute(text(f"DELETE FROM {table} WHERE {column} = :p"), {"p": PERIOD})
         for user_id, (amount, thing_ids) in readers.items():

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from services.common import contracts
@@ -336,3 +337,71 @@ def test_a_wallet_debited_while_the_batch_runs_fails_it_cleanly_and_the_retry_se
         assert session.execute(text("SELECT amount FROM settlement.charges WHERE user_id = 103")).scalar() == 233
         assert ledger.balance(session, "wallet", 103).cents == 0
         assert ledger.check(session)["ok"]
+
+
+def partitions_of(session, table: str) -> dict[str, int]:
+    """``{partition: rows}`` of a partitioned table."""
+    rows = session.execute(text(f"SELECT CAST(tableoid::regclass AS text) AS part, count(*) AS n FROM settlement.{table} GROUP BY 1"))
+    return {r.part: r.n for r in rows}
+
+
+def test_each_period_has_partitions_of_its_own_and_a_reader_is_charged_once_per_period(db, world):
+    """A period's charges and credits are written into a table of their own, attached to the
+    partitioned tables once complete: the next period gets its own, and the primary keys hold
+    across them as before."""
+    settle(db, world)
+    with Session(db) as session:
+        sealed_click_period(session, "2026-10.2", "2026-11-01", "2026-11-02")
+        session.execute(
+            text("INSERT INTO clicks.clicks (period_id, user_id, thing_id, request_id) VALUES ('2026-10.2', 102, 6, gen_random_uuid())")
+        )
+        session.commit()
+        batch.begin(session, "2026-10.2", "2026-11-02T00:00:00+00:00", 1, "rollover", 1000)
+        session.commit()
+    assert batch.Batch(db, sources(db)).run("2026-10.2")["state"] == "settled"
+    with Session(db) as session:
+        assert partitions_of(session, "charges") == {'settlement.charges_2026_10': 5, 'settlement.charges_2026_10_2': 1}
+        assert set(partitions_of(session, "credits")) == {'settlement.credits_2026_10', 'settlement.credits_2026_10_2'}
+        # the split's joins are planned from the partitioned tables' own statistics: there are some
+        inherited = session.execute(
+            text("SELECT tablename, attname, n_distinct FROM pg_stats WHERE schemaname = 'settlement' AND inherited "
+                 "AND (tablename, attname) IN (('charges', 'user_id'), ('credits', 'thing_id'))")
+        ).all()
+        assert sorted(inherited) == [("charges", "user_id", -1.0), ("credits", "thing_id", -1.0)]
+        assert ledger.check(session)["ok"]
+        with pytest.raises(IntegrityError):
+            session.execute(text("INSERT INTO settlement.charges (period, user_id, kind, amount, fee, clicks) VALUES (:p, 102, 'split', 1, 0, 1)"),
+                            {"p": PERIOD})
+        session.rollback()
+        with pytest.raises(DBAPIError, match="no partition"):
+            session.execute(text("INSERT INTO settlement.charges (period, user_id, kind, amount, fee, clicks) VALUES ('2026-12', 102, 'split', 1, 0, 1)"))
+
+
+def test_the_partitioning_migration_moves_settled_periods_both_ways(db, database_url, world):
+    """Migration 0012 on a database with a settled period: downgraded, its charges and credits are
+    in plain tables again; upgraded, in the period's partitions; statements read the same."""
+    from alembic import command
+
+    from tests.databases import migrate_test_database
+
+    settle(db, world)
+
+    def snapshot():
+        with Session(db) as session:
+            return (
+                session.execute(text("SELECT * FROM settlement.charges ORDER BY period, user_id")).all(),
+                session.execute(text("SELECT * FROM settlement.credits ORDER BY period, thing_id")).all(),
+                [statements.statement(session, reader, PERIOD) for reader in sorted(world.readers)],
+                statements.statement(session, 11, PERIOD),
+            )
+
+    settled = snapshot()
+    migrate_test_database(db, database_url, "settlement", command.downgrade, "0011")
+    with Session(db) as session:
+        kinds = dict(session.execute(text("SELECT relname, relkind FROM pg_class WHERE relname IN ('charges', 'credits')")).all())
+        assert kinds == {"charges": "r", "credits": "r"}
+    assert snapshot() == settled
+    migrate_test_database(db, database_url, "settlement", command.upgrade, "head")
+    with Session(db) as session:
+        assert partitions_of(session, "charges") == {'settlement.charges_2026_10': 5}
+    assert snapshot() == settled
