@@ -377,8 +377,8 @@ class Batch:
         session.execute(
             text(
                 f"""
-                INSERT INTO {charges} (period, user_id, kind, amount, fee, clicks)
-                SELECT :p, r.user_id, 'split', a.amount, settlement.platform_fee(a.amount, :bps), r.clicks
+                INSERT INTO {charges} (period, user_id, kind, amount, fee, clicks, wallet_id)
+                SELECT :p, r.user_id, 'split', a.amount, settlement.platform_fee(a.amount, :bps), r.clicks, w.id
                 FROM (SELECT user_id, clicks FROM settlement.period_clicks WHERE period = :p AND rank = 0) r
                 LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
                 LEFT JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
@@ -391,8 +391,8 @@ class Batch:
             session.execute(
                 text(
                     f"""
-                    INSERT INTO {charges} (period, user_id, kind, amount, fee, clicks)
-                    SELECT :p, r.user_id, 'charity', a.amount, 0, 0
+                    INSERT INTO {charges} (period, user_id, kind, amount, fee, clicks, wallet_id)
+                    SELECT :p, r.user_id, 'charity', a.amount, 0, 0, w.id
                     FROM settlement.budgets r
                     LEFT JOIN settlement.budgets b ON b.user_id = r.user_id
                     JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = r.user_id
@@ -488,9 +488,7 @@ class Batch:
             text(
                 """
                 INSERT INTO settlement.postings (transaction_id, account_id, amount)
-                SELECT :t, w.id, -ch.amount FROM settlement.charges ch
-                    JOIN settlement.ledger_accounts w ON w.kind = 'wallet' AND w.owner_id = ch.user_id
-                    WHERE ch.period = :p AND ch.amount > 0
+                SELECT :t, wallet_id, -amount FROM settlement.charges WHERE period = :p AND amount > 0
                 UNION ALL
                 SELECT :t, account, amount FROM (
                     SELECT CAST(sum(fee) AS bigint) AS fees, CAST(coalesce(sum(amount) FILTER (WHERE kind = 'charity'), 0) AS bigint) AS charity

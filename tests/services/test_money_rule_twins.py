@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from services.clicks import periods
 from services.common.db import copy
-from services.settlement import batch, rules
+from services.settlement import batch, ledger, rules
 from tests.factories import sealed_click_period
 
 cents = st.integers(min_value=0, max_value=10**12)
@@ -67,10 +67,10 @@ def test_each_readers_shares_are_the_python_split_of_their_amount_after_the_fee(
             )
             session.execute(
                 text(
-                    "INSERT INTO settlement.charges (period, user_id, kind, amount, fee, clicks) "
-                    "VALUES (:p, :u, 'split', :a, settlement.platform_fee(:a, :bps), :n)"
+                    "INSERT INTO settlement.charges (period, user_id, kind, amount, fee, clicks, wallet_id) "
+                    "VALUES (:p, :u, 'split', :a, settlement.platform_fee(:a, :bps), :n, :w)"
                 ),
-                {"p": PERIOD, "u": user_id, "a": amount, "bps": fee_bps, "n": len(thing_ids)},
+                {"p": PERIOD, "u": user_id, "a": amount, "bps": fee_bps, "n": len(thing_ids), "w": ledger.account(session, "wallet", user_id)},
             )
         session.commit()
         page = periods.export_page(session, PERIOD, None, 10**6)

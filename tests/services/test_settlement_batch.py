@@ -389,7 +389,7 @@ def test_the_partitioning_migration_moves_settled_periods_both_ways(db, database
     def snapshot():
         with Session(db) as session:
             return (
-                session.execute(text("SELECT * FROM settlement.charges ORDER BY period, user_id")).all(),
+                session.execute(text("SELECT period, user_id, kind, amount, fee, clicks FROM settlement.charges ORDER BY period, user_id")).all(),
                 session.execute(text("SELECT * FROM settlement.credits ORDER BY period, thing_id")).all(),
                 [statements.statement(session, reader, PERIOD) for reader in sorted(world.readers)],
                 statements.statement(session, 11, PERIOD),

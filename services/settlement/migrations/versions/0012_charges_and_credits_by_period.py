@@ -85,9 +85,20 @@ def _move(partitioned: bool) -> None:
         op.execute(f"DROP TABLE settlement.{table}_{suffix}")
 
 
+# A charge names the wallet it is taken from, as the batch found it when it read the balance:
+# the ledger posting needs no second search of the wallets (a tenth of a second a million clicks).
+WALLET_OF_A_CHARGE = """
+ALTER TABLE settlement.charges ADD COLUMN wallet_id bigint;
+UPDATE settlement.charges ch SET wallet_id = w.id FROM settlement.ledger_accounts w WHERE w.kind = 'wallet' AND w.owner_id = ch.user_id;
+ALTER TABLE settlement.charges ADD CONSTRAINT charged_from_a_wallet CHECK (amount = 0 OR wallet_id IS NOT NULL);
+"""
+
+
 def upgrade():
     _move(partitioned=True)
+    op.execute(WALLET_OF_A_CHARGE)
 
 
 def downgrade():
+    op.execute("ALTER TABLE settlement.charges DROP COLUMN wallet_id")
     _move(partitioned=False)
