@@ -8,8 +8,9 @@ attaches: PostgreSQL builds the partition's indexes by sorting the rows once, an
 CHECK on the period spares it a scan on attaching.
 
 Existing rows move into one partition per period in this migration's transaction (the settlement
-service is stopped while it migrates). The view ``reader_shares`` reads charges, so it is
-redefined, from its own text, on the new table.
+service is stopped while it migrates; a period of 100,000 charges and 20,000 credits took 0.75 s
+here). The view ``reader_shares`` reads charges, so it is redefined, from its own text, on the new
+table. A charge also names the wallet it was taken from (filled in here for settled periods).
 
 Revision ID: 0012
 Revises: 0011
@@ -86,7 +87,8 @@ def _move(partitioned: bool) -> None:
 
 
 # A charge names the wallet it is taken from, as the batch found it when it read the balance:
-# the ledger posting needs no second search of the wallets (a tenth of a second a million clicks).
+# the ledger's wallet debits are then a scan of the charges, not a second join with the wallets
+# (the postings' SELECT 0.09 s instead of 0.20 s at a million clicks).
 WALLET_OF_A_CHARGE = """
 ALTER TABLE settlement.charges ADD COLUMN wallet_id bigint;
 UPDATE settlement.charges ch SET wallet_id = w.id FROM settlement.ledger_accounts w WHERE w.kind = 'wallet' AND w.owner_id = ch.user_id;
