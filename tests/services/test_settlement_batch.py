@@ -345,11 +345,8 @@ def partitions_of(session, table: str) -> dict[str, int]:
     return {r.part: r.n for r in rows}
 
 
-def test_each_period_has_partitions_of_its_own_and_a_reader_is_charged_once_per_period(db, world):
-    """A period's charges and credits are written into a table of their own, attached to the
-    partitioned tables once complete: the next period gets its own, and the primary keys hold
-    across them as before."""
-    settle(db, world)
+def settle_a_second_period(db) -> dict:
+    """Period 2026-10.2, sealed after the world's: reader 102 flattred thing 6; settled."""
     with Session(db) as session:
         sealed_click_period(session, "2026-10.2", "2026-11-01", "2026-11-02")
         session.execute(
@@ -358,7 +355,15 @@ def test_each_period_has_partitions_of_its_own_and_a_reader_is_charged_once_per_
         session.commit()
         batch.begin(session, "2026-10.2", "2026-11-02T00:00:00+00:00", 1, "rollover", 1000)
         session.commit()
-    assert batch.Batch(db, sources(db)).run("2026-10.2")["state"] == "settled"
+    return batch.Batch(db, sources(db)).run("2026-10.2")
+
+
+def test_each_period_has_partitions_of_its_own_and_a_reader_is_charged_once_per_period(db, world):
+    """A period's charges and credits are written into a table of their own, attached to the
+    partitioned tables once complete: the next period gets its own, and the primary keys hold
+    across them as before."""
+    settle(db, world)
+    assert settle_a_second_period(db)["state"] == "settled"
     with Session(db) as session:
         assert partitions_of(session, "charges") == {'settlement.charges_2026_10': 5, 'settlement.charges_2026_10_2': 1}
         assert set(partitions_of(session, "credits")) == {'settlement.credits_2026_10', 'settlement.credits_2026_10_2'}
@@ -369,8 +374,15 @@ def test_each_period_has_partitions_of_its_own_and_a_reader_is_charged_once_per_
         ).all()
         assert sorted(inherited) == [("charges", "user_id", -1.0), ("credits", "thing_id", -1.0)]
         assert ledger.check(session)["ok"]
-        with pytest.raises(IntegrityError):
-            session.execute(text("INSERT INTO settlement.charges (period, user_id, kind, amount, fee, clicks) VALUES (:p, 102, 'split', 1, 0, 1)"),
+        wallet = ledger.account(session, "wallet", 102)
+        with pytest.raises(IntegrityError, match="duplicate key"):
+            session.execute(
+                text("INSERT INTO settlement.charges (period, user_id, kind, amount, fee, clicks, wallet_id) VALUES (:p, 102, 'split', 1, 0, 1, :w)"),
+                {"p": PERIOD, "w": wallet},
+            )
+        session.rollback()
+        with pytest.raises(IntegrityError, match="charged_from_a_wallet"):
+            session.execute(text("INSERT INTO settlement.charges (period, user_id, kind, amount, fee, clicks) VALUES (:p, 999, 'split', 1, 0, 1)"),
                             {"p": PERIOD})
         session.rollback()
         with pytest.raises(DBAPIError, match="no partition"):
@@ -395,13 +407,32 @@ def test_the_partitioning_migration_moves_settled_periods_both_ways(db, database
                 statements.statement(session, 11, PERIOD),
             )
 
-    settled = snapshot()
+    def wallets_charged():
+        with Session(db) as session:
+            return session.execute(text("SELECT user_id, wallet_id FROM settlement.charges ORDER BY user_id")).all()
+
+    def keys_and_indexes():
+        with Session(db) as session:
+            return sorted(session.execute(text("SELECT tablename, indexname FROM pg_indexes WHERE tablename IN ('charges', 'credits')")).all())
+
+    settled, charged_from = snapshot(), wallets_charged()
     migrate_test_database(db, database_url, "settlement", command.downgrade, "0011")
     with Session(db) as session:
         kinds = dict(session.execute(text("SELECT relname, relkind FROM pg_class WHERE relname IN ('charges', 'credits')")).all())
         assert kinds == {"charges": "r", "credits": "r"}
+    before_0012 = keys_and_indexes()
+    assert before_0012 == [("charges", "charges_pkey"), ("credits", "credits_by_owner"), ("credits", "credits_held"), ("credits", "credits_pkey")]
     assert snapshot() == settled
     migrate_test_database(db, database_url, "settlement", command.upgrade, "head")
     with Session(db) as session:
-        assert partitions_of(session, "charges") == {'settlement.charges_2026_10': 5}
+        assert partitions_of(session, "charges") == {"settlement.charges_2026_10": 5}
+        assert set(partitions_of(session, "credits")) == {"settlement.credits_2026_10"}
     assert snapshot() == settled
+    # the wallets found again from the accounts are the ones the batch charged
+    assert wallets_charged() == charged_from and all(wallet is not None for _, wallet in charged_from)
+    assert [index for index in keys_and_indexes() if "2026" not in index[1]] == before_0012
+    # and the next period settles into a partition of its own, as on a database made at 0012
+    assert settle_a_second_period(db)["state"] == "settled"
+    with Session(db) as session:
+        assert partitions_of(session, "charges")["settlement.charges_2026_10_2"] == 1
+        assert ledger.check(session)["ok"]

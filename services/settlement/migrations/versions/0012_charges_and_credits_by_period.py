@@ -7,9 +7,10 @@ has a partition of its own, which the batch fills while it is still a plain tabl
 attaches: PostgreSQL builds the partition's indexes by sorting the rows once, and the partition's
 CHECK on the period spares it a scan on attaching.
 
-Existing rows move into one partition per period in this migration's transaction (the settlement
-service is stopped while it migrates; a period of 100,000 charges and 20,000 credits took 0.75 s
-here). The view ``reader_shares`` reads charges, so it is redefined, from its own text, on the new
+Existing rows move into one partition per period in this migration's transaction (a period of
+100,000 charges and 20,000 credits took 0.75 s here). Upgrade with the settlement processes
+stopped: each migrates when it starts, and a batch of the old code still running would wait for
+this transaction, then fail (no partition for its period) and be retried by the new one. The view ``reader_shares`` reads charges, so it is redefined, from its own text, on the new
 table. A charge also names the wallet it was taken from (filled in here for settled periods).
 
 Revision ID: 0012
@@ -35,15 +36,22 @@ _INDEXES = {
 }
 _KEYS = {"charges": "(period, user_id)", "credits": "(period, thing_id)"}
 # A statement that joins a period's partition of one with another table is estimated from the
-# partitioned table's statistics as a whole: a reader has one charge and a thing one credit in a
-# period, however many periods there are. Without this a join of a million clicks with their
+# partitioned table's statistics as a whole. Declared unique there, as they are within a period
+# (the batch's statements read one period); without it a join of a million clicks with their
 # charges was planned as if each charge matched hundreds of them (a nested loop, 4x slower).
+# Reads across every period (a user's records) are then estimated at one row a reader or thing:
+# their plans, not their results, depend on it.
 _UNIQUE_IN_A_PERIOD = {"charges": "user_id", "credits": "thing_id"}
+
+
+_PERIOD_ID = re.compile(r"[0-9]{4}-[0-9]{2}(\.[0-9]{1,8})?")
 
 
 def _partition_name(table: str, period: str) -> str:
     # as services.settlement.batch.period_table; a migration does not import service code,
-    # which may change after it
+    # which may change after it. The period goes into SQL as a literal: only a period id may.
+    if not _PERIOD_ID.fullmatch(period):
+        raise RuntimeError(f"settlement.{table} holds a row of period {period!r}, which is not a period id")
     return f"{table}_" + re.sub(r"[^0-9]", "_", period)
 
 
