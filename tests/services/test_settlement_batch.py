@@ -345,8 +345,8 @@ def partitions_of(session, table: str) -> dict[str, int]:
     return {r.part: r.n for r in rows}
 
 
-def settle_a_second_period(db) -> dict:
-    """Period 2026-10.2, sealed after the world's: reader 102 flattred thing 6; settled."""
+def settle_a_second_period(db, runner=batch.Batch) -> dict:
+    """Period 2026-10.2, sealed after the world's: reader 102 flattred thing 6; settled by ``runner``."""
     with Session(db) as session:
         sealed_click_period(session, "2026-10.2", "2026-11-01", "2026-11-02")
         session.execute(
@@ -355,7 +355,7 @@ def settle_a_second_period(db) -> dict:
         session.commit()
         batch.begin(session, "2026-10.2", "2026-11-02T00:00:00+00:00", 1, "rollover", 1000)
         session.commit()
-    return batch.Batch(db, sources(db)).run("2026-10.2")
+    return runner(db, sources(db)).run("2026-10.2")
 
 
 def test_each_period_has_partitions_of_its_own_and_a_reader_is_charged_once_per_period(db, world):
@@ -436,3 +436,26 @@ def test_the_partitioning_migration_moves_settled_periods_both_ways(db, database
     with Session(db) as session:
         assert partitions_of(session, "charges")["settlement.charges_2026_10_2"] == 1
         assert ledger.check(session)["ok"]
+
+
+def test_a_readers_records_answer_while_a_batch_has_attached_its_partitions_and_not_yet_committed(db, world):
+    """The batch attaches its period's charges and credits in its own transaction, which lasts
+    until the period is posted. A reader asking for their records meanwhile (every period's
+    charges and credits) is answered at once, from what was committed before."""
+    from services.settlement import overview
+
+    settle(db, world)
+    seen = {}
+
+    class ReadMidway(batch.Batch):
+        def _post_ledger(self, session, params):
+            super()._post_ledger(session, params)
+            with Session(db) as other:
+                other.execute(text("SET lock_timeout = '2s'"))  # a wait would fail the read, not hang it
+                seen["records"] = overview.export(other, 102)
+                other.rollback()
+
+    assert settle_a_second_period(db, ReadMidway)["state"] == "settled"
+    assert [charge["period"] for charge in seen["records"]["charges"]] == [PERIOD]
+    with Session(db) as session:
+        assert [charge["period"] for charge in overview.export(session, 102)["charges"]] == [PERIOD, "2026-10.2"]
